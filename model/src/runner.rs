@@ -1,0 +1,114 @@
+//! The `Runner` trait and the pipeline options a user's binary parses from its command line,
+//! so one program selects its runner with `--runner`.
+
+use crate::error::ModelError;
+use crate::plan::Plan;
+use crate::requirements::Capabilities;
+use std::collections::BTreeMap;
+
+/// Options shared by every runner, plus runner-specific `--set key=value` pairs.
+///
+/// Embed it in a user's own `clap` parser with `#[command(flatten)]`, or parse it alone with
+/// [`PipelineOptions::from_args`].
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct PipelineOptions {
+    /// Which runner executes the pipeline: direct, microbatch, continuous (spark and flink
+    /// when their bridges are built).
+    #[arg(long, default_value = "direct", env = "WEIR_RUNNER")]
+    pub runner: String,
+    /// Parallel subtasks/partitions for runners that run in parallel (default: cores).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Runner-specific settings, `key=value` (repeatable), e.g. `--set trigger=1s`.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub settings: Vec<(String, String)>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+#[derive(clap::Parser)]
+struct OptionsOnly {
+    #[command(flatten)]
+    options: PipelineOptions,
+}
+
+impl PipelineOptions {
+    /// Options for `runner` with defaults.
+    pub fn for_runner(runner: &str) -> Self {
+        PipelineOptions { runner: runner.to_string(), ..Default::default() }
+    }
+    /// Parses options from an argument list (the first item is the program name).
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        OptionsOnly::try_parse_from(args).map(|o| o.options)
+    }
+    /// Runner-specific settings as a map (later values win).
+    pub fn settings_map(&self) -> BTreeMap<String, String> {
+        self.settings.iter().cloned().collect()
+    }
+    /// One runner-specific setting.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunReport {
+    /// Rows written per sink node.
+    pub rows_written: BTreeMap<String, u64>,
+    /// Rows dropped as late, per aggregation node.
+    pub late_dropped: BTreeMap<String, u64>,
+    /// Records routed to dead-letter outputs, per node.
+    pub dead_letters: BTreeMap<String, u64>,
+}
+
+/// An error while running a pipeline.
+pub type RunError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Executes planned pipelines.
+pub trait Runner: Send + Sync {
+    /// The runner's name as given to `--runner`.
+    fn name(&self) -> &'static str;
+    /// One line on what this runner is.
+    fn description(&self) -> &'static str;
+    /// What the runner supports.
+    fn capabilities(&self) -> Capabilities;
+    /// Refuses a pipeline that needs a feature this runner lacks, naming it.
+    fn check(&self, plan: &Plan) -> Result<(), ModelError> {
+        match self.capabilities().check(&plan.requirements) {
+            Some((feature, reason)) => Err(ModelError::Unsupported {
+                runner: self.name().to_string(),
+                feature: feature.name(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+    /// Runs the pipeline to completion (bounded input) or until stopped.
+    fn run(&self, plan: &Plan, options: &PipelineOptions) -> Result<RunReport, RunError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_runner_and_settings_from_args() {
+        let o = PipelineOptions::from_args(["app", "--runner", "microbatch", "--set", "trigger=1s", "--parallelism", "2"])
+            .unwrap();
+        assert_eq!(o.runner, "microbatch");
+        assert_eq!(o.parallelism, Some(2));
+        assert_eq!(o.setting("trigger"), Some("1s"));
+        assert!(PipelineOptions::from_args(["app", "--set", "nokey"]).is_err());
+    }
+}
