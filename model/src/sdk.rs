@@ -1,0 +1,1 @@
+//! The typed Rust SDK. (being written)

@@ -1,0 +1,108 @@
+//! Built-in sources and sinks and the two traits they implement.
+//!
+//! A [`Source`] is split into partitions, each with a replayable position; a runner polls a
+//! partition for its next batch. Malformed records either fail the run with file and line,
+//! or go to the dead-letter batch returned beside the data, as the pipeline chose.
+//! A [`Sink`] receives batches and commits them per batch/epoch; it declares its
+//! [`DeliveryGuarantee`].
+
+mod create;
+mod file_sink;
+mod file_source;
+mod memory;
+mod sequence;
+mod stdout;
+
+use crate::error::ExecResult;
+use arrow::record_batch::RecordBatch;
+use weir_model::io::{BadRecordPolicy, DeliveryGuarantee, SinkMetadata, SinkSpec, SourceSpec};
+use weir_model::time::Timestamp;
+use weir_model::Schema;
+
+pub use memory::{MemorySource, RecordedRow, SinkRegistry};
+
+/// What polling a partition gave.
+#[derive(Debug)]
+pub enum SourcePoll {
+    /// Rows (user columns + metadata), and malformed records routed to the dead-letter
+    /// output (dead-letter schema + metadata) when the pipeline asked for one.
+    Batch {
+        /// Parsed rows.
+        data: RecordBatch,
+        /// Malformed records, when any and when routed.
+        dead_letters: Option<RecordBatch>,
+    },
+    /// Nothing now; poll again later (unbounded sources).
+    Pending,
+    /// The partition has no more data.
+    Ended,
+}
+
+/// A partitioned source with replayable positions.
+pub trait Source: Send {
+    /// Number of partitions (fixed for the source's life).
+    fn partitions(&self) -> u32;
+    /// Up to `max_rows` next rows of `partition`, at processing time `now`.
+    fn poll(&mut self, partition: u32, max_rows: usize, now: Timestamp) -> ExecResult<SourcePoll>;
+    /// The position after the last row returned from `partition` (JSON, runner-opaque).
+    fn position(&self, partition: u32) -> serde_json::Value;
+    /// Moves `partition` to a position returned earlier by [`Source::position`].
+    fn seek(&mut self, partition: u32, position: &serde_json::Value) -> ExecResult<()>;
+    /// The processing time at which polling may yield more (rate limits, directory polls).
+    fn next_poll_time(&self) -> Option<Timestamp> {
+        None
+    }
+}
+
+/// A sink that writes batches and commits them per batch/epoch.
+pub trait Sink: Send {
+    /// Writes rows (user columns + metadata) at processing time `now`; not yet committed.
+    fn write(&mut self, batch: &RecordBatch, now: Timestamp) -> ExecResult<()>;
+    /// Commits everything written since the last commit as `epoch`.
+    fn commit(&mut self, epoch: u64, now: Timestamp) -> ExecResult<()>;
+    /// What the sink guarantees on replay.
+    fn guarantee(&self) -> DeliveryGuarantee;
+}
+
+/// Builds the source of a `Read` node.
+pub fn build_source(
+    node: &str,
+    spec: &SourceSpec,
+    schema: &Schema,
+    bad_records: &BadRecordPolicy,
+) -> ExecResult<Box<dyn Source>> {
+    Ok(match spec {
+        SourceSpec::Create { elements } => Box::new(create::CreateSource::new(node, elements, schema, bad_records)?),
+        SourceSpec::Files { path, format, watch, poll_interval } => Box::new(file_source::FileSource::new(
+            node,
+            path,
+            *format,
+            *watch,
+            *poll_interval,
+            schema,
+            bad_records,
+        )?),
+        SourceSpec::Sequence { start, count, rate, partitions } => {
+            Box::new(sequence::SequenceSource::new(schema, *start, *count, *rate, *partitions)?)
+        }
+        SourceSpec::Memory { name } => Box::new(MemorySource::open(name, schema)?),
+    })
+}
+
+/// Builds the sink of a `Write` node whose input has user schema `schema`.
+pub fn build_sink(
+    node: &str,
+    spec: &SinkSpec,
+    metadata: SinkMetadata,
+    schema: &Schema,
+    windowed: bool,
+    registry: &SinkRegistry,
+) -> ExecResult<Box<dyn Sink>> {
+    Ok(match spec {
+        SinkSpec::Files { path, format } => {
+            Box::new(file_sink::FileSink::new(node, path, *format, metadata, schema, windowed)?)
+        }
+        SinkSpec::Stdout => Box::new(stdout::StdoutSink::new(metadata, schema, windowed)),
+        SinkSpec::Memory { name } => Box::new(registry.sink(name)),
+    })
+}
