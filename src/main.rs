@@ -1,1 +1,192 @@
-fn main(){}
+//! The `weir` command: run, validate and plan pipelines; list runners and capabilities.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use weir::model::requirements::{Feature, Support};
+use weir::model::runner::PipelineOptions;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Write a streaming pipeline once; run it like Beam, Spark or Flink.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline (a YAML pipeline file or a JSON plan).
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        #[command(flatten)]
+        options: PipelineOptions,
+    },
+    /// Check a pipeline without running it.
+    Validate {
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
+    /// Print the planned pipeline: canonical JSON, or a readable graph.
+    Plan {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: PlanFormat,
+    },
+    /// List the runners and their capability tables.
+    Runners {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TableFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TableFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// Exit code for a pipeline refused before running (bad file, plan or runner choice).
+const EXIT_INVALID: u8 = 2;
+/// Exit code for a run that failed.
+const EXIT_FAILED: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("WEIR_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, err)) => {
+            // One paragraph: the error and its causes.
+            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", causes.join(": "));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn invalid(e: anyhow::Error) -> (u8, anyhow::Error) {
+    (EXIT_INVALID, e)
+}
+
+fn load_plan(path: &std::path::Path) -> Result<weir::model::Plan, (u8, anyhow::Error)> {
+    let pipeline = weir::load_pipeline(path).map_err(invalid)?;
+    weir::model::plan(&pipeline).with_context(|| format!("planning `{}`", path.display())).map_err(invalid)
+}
+
+fn execute(command: Command) -> Result<(), (u8, anyhow::Error)> {
+    match command {
+        Command::Run { pipeline, options } => {
+            let plan = load_plan(&pipeline)?;
+            let runner = weir::runner(&options.runner).map_err(invalid)?;
+            runner.check(&plan).map_err(|e| invalid(e.into()))?;
+            let report = runner
+                .run(&plan, &options)
+                .map_err(|e| (EXIT_FAILED, anyhow::anyhow!(e).context(format!("running `{}`", pipeline.display()))))?;
+            for (sink, rows) in &report.rows_written {
+                eprintln!("{sink}: wrote {rows} row(s)");
+            }
+            for (node, n) in &report.late_dropped {
+                eprintln!("{node}: dropped {n} late row(s)");
+            }
+            for (node, n) in &report.dead_letters {
+                eprintln!("{node}: sent {n} malformed record(s) to its dead-letter output");
+            }
+            Ok(())
+        }
+        Command::Validate { pipeline } => {
+            let plan = load_plan(&pipeline)?;
+            let req: Vec<String> = plan.requirements.iter().map(|f| f.name()).collect();
+            println!(
+                "{}: valid ({} transforms, {} collections; requires: {})",
+                pipeline.display(),
+                plan.pipeline.transforms.len(),
+                plan.collections.len(),
+                if req.is_empty() { "nothing special".to_string() } else { req.join(", ") }
+            );
+            Ok(())
+        }
+        Command::Plan { pipeline, format } => {
+            let plan = load_plan(&pipeline)?;
+            match format {
+                PlanFormat::Json => println!("{}", plan.to_json().map_err(|e| invalid(e.into()))?),
+                PlanFormat::Text => print!("{}", plan.to_text()),
+            }
+            Ok(())
+        }
+        Command::Runners { format } => {
+            print!("{}", capability_table(format));
+            Ok(())
+        }
+    }
+}
+
+fn support_cell(s: &Support) -> String {
+    match s {
+        Support::Native => "yes".into(),
+        Support::Extension { note } => format!("extension: {note}"),
+        Support::Unsupported { reason } => format!("no: {reason}"),
+    }
+}
+
+fn capability_table(format: TableFormat) -> String {
+    let runners = weir::runners();
+    match format {
+        TableFormat::Json => {
+            let v: Vec<serde_json::Value> = runners
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "runner": r.name(),
+                        "description": r.description(),
+                        "capabilities": r.capabilities().features.iter().map(|(f, s)| {
+                            serde_json::json!({"feature": f.name(), "support": s})
+                        }).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        TableFormat::Markdown => {
+            let mut s = String::from("| feature |");
+            for r in &runners {
+                s.push_str(&format!(" {} |", r.name()));
+            }
+            s.push_str("\n|---|");
+            s.push_str(&"---|".repeat(runners.len()));
+            s.push('\n');
+            for f in Feature::ALL {
+                s.push_str(&format!("| {} |", f.name()));
+                for r in &runners {
+                    s.push_str(&format!(" {} |", support_cell(&r.capabilities().support(*f))));
+                }
+                s.push('\n');
+            }
+            s
+        }
+        TableFormat::Text => {
+            let mut s = String::new();
+            for r in &runners {
+                s.push_str(&format!("{} — {}\n", r.name(), r.description()));
+                for f in Feature::ALL {
+                    s.push_str(&format!("  {:<26} {}\n", f.name(), support_cell(&r.capabilities().support(*f))));
+                }
+            }
+            s
+        }
+    }
+}

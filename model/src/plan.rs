@@ -8,7 +8,7 @@ use crate::io::{dead_letter_schema, BadRecordPolicy};
 use crate::pipeline::{Pipeline, FORMAT_VERSION};
 use crate::requirements::Feature;
 use crate::schema::{DataType, Field, Schema};
-use crate::transform::{AggregateFn, JoinKind, Transform};
+use crate::transform::{AggregateFn, Transform};
 use crate::window::{
     AccumulationMode, LateDataPolicy, TimestampCombiner, Trigger, WatermarkStrategy, WindowFn, WindowingStrategy,
 };
