@@ -47,7 +47,8 @@ pub struct DirectRun {
 }
 
 struct SourceNode {
-    source: Box<dyn Source>,
+    /// The source to poll; `None` for a source driven by a test stream.
+    source: Option<Box<dyn Source>>,
     ended: Vec<bool>,
     dead_letter_tag: Option<String>,
     /// Driven by a test stream rather than polled.
@@ -88,7 +89,14 @@ pub(crate) struct Executor<'p> {
 }
 
 impl<'p> Executor<'p> {
-    pub(crate) fn new(plan: &'p Plan, sinks: SinkRegistry, clock: Clock) -> anyhow::Result<Self> {
+    /// Builds every node. `scripted` maps the `Read` nodes a test stream feeds to their
+    /// partition counts; those are not opened as sources.
+    pub(crate) fn new(
+        plan: &'p Plan,
+        sinks: SinkRegistry,
+        clock: Clock,
+        scripted: &BTreeMap<String, u32>,
+    ) -> anyhow::Result<Self> {
         let mut env = BuildEnv { partitions: BTreeMap::new(), sinks: sinks.clone() };
         let mut nodes = Vec::new();
         let mut consumers: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
@@ -98,9 +106,15 @@ impl<'p> Executor<'p> {
             }
             let kind = match &node.transform {
                 Transform::Read { source, schema, bad_records } => {
-                    let source = build_source(&node.name, source, schema, bad_records)
-                        .with_context(|| format!("opening source `{}`", node.name))?;
-                    let parts = source.partitions();
+                    let (source, parts) = match scripted.get(&node.name) {
+                        Some(parts) => (None, *parts),
+                        None => {
+                            let source = build_source(&node.name, source, schema, bad_records)
+                                .with_context(|| format!("opening source `{}`", node.name))?;
+                            let parts = source.partitions();
+                            (Some(source), parts)
+                        }
+                    };
                     for out in plan.outputs_of(&node.name) {
                         env.partitions.insert(out.to_string(), parts);
                     }
@@ -111,7 +125,7 @@ impl<'p> Executor<'p> {
                             BadRecordPolicy::DeadLetter { tag } => Some(tag.clone()),
                             BadRecordPolicy::Fail => None,
                         },
-                        scripted: false,
+                        scripted: scripted.contains_key(&node.name),
                         scripted_watermark: MIN_TIMESTAMP,
                     })
                 }
@@ -302,7 +316,8 @@ impl<'p> Executor<'p> {
                 if s.ended[p] {
                     continue;
                 }
-                match s.source.poll(p as u32, bundle_size, now)? {
+                let Some(source) = s.source.as_mut() else { continue };
+                match source.poll(p as u32, bundle_size, now)? {
                     SourcePoll::Batch { data, dead_letters } => {
                         progressed = true;
                         self.emit_source_batch(i, p as u32, data, dead_letters);
@@ -331,7 +346,7 @@ impl<'p> Executor<'p> {
         self.nodes
             .iter()
             .filter_map(|n| match &n.kind {
-                Kind::Source(s) => s.source.next_poll_time(),
+                Kind::Source(s) => s.source.as_ref().and_then(|s| s.next_poll_time()),
                 Kind::Operator(op) => op.next_processing_time(),
             })
             .min()
@@ -368,18 +383,6 @@ impl<'p> Executor<'p> {
     }
 
     pub(crate) fn run_test_stream(&mut self, stream: &TestStream) -> anyhow::Result<()> {
-        let scripted = stream.sources();
-        for name in &scripted {
-            let idx = self
-                .nodes
-                .iter()
-                .position(|n| n.name == *name)
-                .ok_or_else(|| anyhow!("test stream feeds `{name}`, which is not a transform of the pipeline"))?;
-            match &mut self.nodes[idx].kind {
-                Kind::Source(s) => s.scripted = true,
-                Kind::Operator(_) => bail!("test stream feeds `{name}`, which is not a Read transform"),
-            }
-        }
         // Sources not fed by the stream are read completely first; they must be bounded.
         for n in &self.nodes {
             if let Kind::Source(s) = &n.kind {

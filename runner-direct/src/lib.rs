@@ -26,7 +26,7 @@ use weir_model::runner::{PipelineOptions, RunError, RunReport, Runner};
 use weir_runner_core::io::SinkRegistry;
 
 /// Settings the direct runner accepts through `--set key=value`.
-pub const SETTINGS: &[(&str, &str)] = &[("bundle_size", "rows read from a source partition per bundle (default 1024)")];
+pub const SETTINGS: &[(&str, &str)] = &[("bundle_size", "rows read from a source partition per bundle (default 1: the watermark advances after every element)")];
 
 /// The reference runner.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ impl DirectRunner {
     pub fn execute(&self, plan: &Plan, options: &PipelineOptions) -> anyhow::Result<DirectRun> {
         self.check(plan)?;
         let bundle_size = bundle_size(options)?;
-        let mut run = executor::Executor::new(plan, self.sinks.clone(), executor::Clock::Wall)?;
+        let mut run = executor::Executor::new(plan, self.sinks.clone(), executor::Clock::Wall, &Default::default())?;
         run.run_to_completion(bundle_size)?;
         Ok(run.finish())
     }
@@ -62,7 +62,19 @@ impl DirectRunner {
     /// Runs `plan` driven by a test stream on a manual clock starting at 0.
     pub fn execute_test_stream(&self, plan: &Plan, stream: &TestStream) -> anyhow::Result<DirectRun> {
         self.check(plan)?;
-        let mut run = executor::Executor::new(plan, self.sinks.clone(), executor::Clock::Manual(0))?;
+        let mut scripted = std::collections::BTreeMap::new();
+        for step in &stream.steps {
+            if let TestStep::AddElements { source, partition, .. } = step {
+                match plan.pipeline.node(source).map(|n| &n.transform) {
+                    Some(weir_model::transform::Transform::Read { .. }) => {}
+                    Some(_) => anyhow::bail!("the test stream feeds `{source}`, which is not a Read transform"),
+                    None => anyhow::bail!("the test stream feeds `{source}`, which is not a transform of the pipeline"),
+                }
+                let parts = scripted.entry(source.clone()).or_insert(1u32);
+                *parts = (*parts).max(partition + 1);
+            }
+        }
+        let mut run = executor::Executor::new(plan, self.sinks.clone(), executor::Clock::Manual(0), &scripted)?;
         run.run_test_stream(stream)?;
         Ok(run.finish())
     }
@@ -76,7 +88,7 @@ fn bundle_size(options: &PipelineOptions) -> anyhow::Result<usize> {
         }
     }
     match options.setting("bundle_size") {
-        None => Ok(1024),
+        None => Ok(1),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => anyhow::bail!("setting `bundle_size`: `{v}` is not a positive whole number"),
