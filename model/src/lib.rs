@@ -5,7 +5,7 @@
 //! JSON form, pipeline files, requirements and capabilities, and the [`runner::Runner`] trait.
 //!
 //! Nothing here executes data; runners (built on `weir-runner-core`) do. A pipeline is
-//! built either with the Rust SDK ([`sdk`]) or from a pipeline file ([`file`]); both produce
+//! built either with the Rust SDK ([`sdk`]) or from a pipeline file ([`mod@file`]); both produce
 //! the same [`pipeline::Pipeline`], which [`plan::plan`] validates and annotates with a
 //! schema and windowing strategy per collection.
 

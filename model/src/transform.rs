@@ -52,7 +52,7 @@ impl AggregateFn {
             AggregateFn::Max => "max".into(),
             AggregateFn::Mean => "mean".into(),
             AggregateFn::DistinctCount => "distinct_count".into(),
-            AggregateFn::Custom(c) => format!("{}", c.typetag_name()),
+            AggregateFn::Custom(c) => c.typetag_name().to_string(),
         }
     }
 }

@@ -341,10 +341,16 @@ macro_rules! binary_builders {
     };
 }
 
-binary_builders! {
+// `add`/`sub`/... build expressions; implementing std::ops would force operator syntax on
+// `Expr` values where method chains read better next to `eq`/`and`.
+#[allow(clippy::should_implement_trait)]
+mod builders {
+    use super::{BinaryOp, Expr};
+    binary_builders! {
     add => Add, sub => Sub, mul => Mul, div => Div, rem => Mod,
     eq => Eq, not_eq => NotEq, lt => Lt, lt_eq => LtEq, gt => Gt, gt_eq => GtEq,
     and => And, or => Or,
+    }
 }
 
 impl Expr {
