@@ -19,9 +19,36 @@ pub struct PipelineOptions {
     /// Parallel subtasks/partitions for runners that run in parallel (default: cores).
     #[arg(long)]
     pub parallelism: Option<usize>,
-    /// Runner-specific settings, `key=value` (repeatable), e.g. `--set trigger=1s`.
+    /// Runner-specific settings, `key=value` (repeatable), e.g. `--set bundle_size=100`.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub settings: Vec<(String, String)>,
+    /// Micro-batch trigger: `processing-time=<duration>`, `available-now` or `once`.
+    #[arg(long)]
+    pub trigger: Option<String>,
+    /// Micro-batch: run batches without new data when the watermark would close windows.
+    #[arg(long)]
+    pub no_data_batches: Option<bool>,
+    /// Micro-batch: global watermark over several watermarked inputs, `min` or `max`.
+    #[arg(long)]
+    pub watermark_policy: Option<String>,
+    /// Where checkpoints (offset/commit logs, state snapshots) are kept.
+    #[arg(long)]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Continuous: time between checkpoints (e.g. `1s`).
+    #[arg(long)]
+    pub checkpoint_interval: Option<String>,
+    /// Continuous: `exactly-once` (aligned barriers) or `at-least-once`.
+    #[arg(long)]
+    pub checkpoint_mode: Option<String>,
+    /// Continuous: flush output buffers at least this often (e.g. `5ms`; `0` flushes every record).
+    #[arg(long)]
+    pub buffer_timeout: Option<String>,
+    /// Continuous: how often sources emit watermarks (e.g. `200ms`).
+    #[arg(long)]
+    pub watermark_interval: Option<String>,
+    /// Write per-batch/per-checkpoint progress as JSON lines to this file.
+    #[arg(long)]
+    pub progress_json: Option<std::path::PathBuf>,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -55,6 +82,36 @@ impl PipelineOptions {
     pub fn settings_map(&self) -> BTreeMap<String, String> {
         self.settings.iter().cloned().collect()
     }
+    /// The runner-specific flags given on the command line (their `--` names).
+    pub fn given_flags(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut flag = |set: bool, name: &'static str| {
+            if set {
+                out.push(name);
+            }
+        };
+        flag(self.parallelism.is_some(), "parallelism");
+        flag(self.trigger.is_some(), "trigger");
+        flag(self.no_data_batches.is_some(), "no-data-batches");
+        flag(self.watermark_policy.is_some(), "watermark-policy");
+        flag(self.checkpoint_dir.is_some(), "checkpoint-dir");
+        flag(self.checkpoint_interval.is_some(), "checkpoint-interval");
+        flag(self.checkpoint_mode.is_some(), "checkpoint-mode");
+        flag(self.buffer_timeout.is_some(), "buffer-timeout");
+        flag(self.watermark_interval.is_some(), "watermark-interval");
+        flag(self.progress_json.is_some(), "progress-json");
+        out
+    }
+
+    /// Refuses flags runner `runner` does not use (`accepted` lists the ones it does), so a
+    /// flag is never silently ignored.
+    pub fn reject_unused_flags(&self, runner: &str, accepted: &[&str]) -> Result<(), String> {
+        match self.given_flags().into_iter().find(|f| !accepted.contains(f)) {
+            Some(f) => Err(format!("the {runner} runner does not use --{f}")),
+            None => Ok(()),
+        }
+    }
+
     /// One runner-specific setting.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -110,5 +167,12 @@ mod tests {
         assert_eq!(o.parallelism, Some(2));
         assert_eq!(o.setting("trigger"), Some("1s"));
         assert!(PipelineOptions::from_args(["app", "--set", "nokey"]).is_err());
+    }
+
+    #[test]
+    fn a_flag_the_runner_does_not_use_is_refused_by_name() {
+        let o = PipelineOptions::from_args(["app", "--trigger", "once"]).unwrap();
+        assert_eq!(o.reject_unused_flags("direct", &[]).unwrap_err(), "the direct runner does not use --trigger");
+        assert!(o.reject_unused_flags("microbatch", &["trigger"]).is_ok());
     }
 }

@@ -81,6 +81,7 @@ impl DirectRunner {
 }
 
 fn bundle_size(options: &PipelineOptions) -> anyhow::Result<usize> {
+    options.reject_unused_flags("direct", &[]).map_err(anyhow::Error::msg)?;
     for (k, _) in &options.settings {
         if !SETTINGS.iter().any(|(name, _)| name == k) {
             let known: Vec<&str> = SETTINGS.iter().map(|(n, _)| *n).collect();
