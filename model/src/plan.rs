@@ -108,7 +108,24 @@ pub fn plan(pipeline: &Pipeline) -> Result<Plan> {
     let mut collections: BTreeMap<String, CollectionInfo> = BTreeMap::new();
     let mut requirements = BTreeSet::new();
     for node in &ordered.transforms {
-        let inputs: Vec<&CollectionInfo> = node.inputs.iter().map(|i| &collections[i]).collect();
+        let inputs: Vec<&CollectionInfo> = node
+            .inputs
+            .iter()
+            .map(|i| {
+                collections.get(i).ok_or_else(|| {
+                    let (producer, _) = crate::pipeline::split_collection(i);
+                    let outputs: Vec<&str> = collections
+                        .iter()
+                        .filter(|(_, c)| c.producer == producer)
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    ModelError::transform(
+                        &node.name,
+                        format!("input `{i}` is not an output of `{producer}` (its outputs: {})", outputs.join(", ")),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
         let outputs = infer(&node.name, &node.transform, &node.inputs, &inputs, &mut requirements)?;
         for (tag, info) in outputs {
             let name = match tag {
@@ -639,4 +656,46 @@ fn infer(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::SourceSpec;
+    use crate::schema::Field;
+
+    fn create() -> Transform {
+        Transform::Read {
+            source: SourceSpec::Create { elements: vec![serde_json::json!({"a": 1})] },
+            schema: Schema::new(vec![Field::new("a", DataType::Int64)]),
+            bad_records: BadRecordPolicy::Fail,
+        }
+    }
+
+    #[test]
+    fn an_undeclared_side_output_is_refused_naming_the_transform() {
+        let mut p = Pipeline::new();
+        p.add("src", vec![], create());
+        p.add("f", vec!["src.errors".into()], Transform::Flatten);
+        let err = plan(&p).unwrap_err().to_string();
+        assert_eq!(err, "transform `f`: input `src.errors` is not an output of `src` (its outputs: src)");
+    }
+
+    #[test]
+    fn nodes_are_ordered_after_their_inputs() {
+        let mut p = Pipeline::new();
+        p.add("f", vec!["src".into()], Transform::Flatten);
+        p.add("src", vec![], create());
+        let planned = plan(&p).unwrap();
+        let names: Vec<&str> = planned.pipeline.transforms.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, vec!["src", "f"]);
+    }
+
+    #[test]
+    fn a_cycle_is_refused() {
+        let mut p = Pipeline::new();
+        p.add("a", vec!["b".into()], Transform::Flatten);
+        p.add("b", vec!["a".into()], Transform::Flatten);
+        assert!(plan(&p).unwrap_err().to_string().contains("cycle"));
+    }
 }

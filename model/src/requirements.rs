@@ -156,3 +156,20 @@ impl Capabilities {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runner_lacking_a_required_feature_is_refused_naming_it() {
+        let caps = Capabilities::all_native()
+            .with(Feature::MergingWindows, Support::Unsupported { reason: "sessions are not modelled".into() })
+            .with(Feature::AllowedLateness, Support::Extension { note: "micro-batch style".into() });
+        let needs: BTreeSet<Feature> = [Feature::Windowing, Feature::AllowedLateness].into();
+        assert_eq!(caps.check(&needs), None);
+        let needs: BTreeSet<Feature> = [Feature::Windowing, Feature::MergingWindows].into();
+        assert_eq!(caps.check(&needs), Some((Feature::MergingWindows, "sessions are not modelled".into())));
+        assert_eq!(Feature::MergingWindows.name(), "merging-windows");
+    }
+}
