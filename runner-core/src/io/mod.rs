@@ -7,6 +7,8 @@
 //! [`DeliveryGuarantee`].
 
 mod create;
+mod format;
+mod records;
 mod file_sink;
 mod file_source;
 mod memory;
@@ -19,7 +21,12 @@ use weir_model::io::{BadRecordPolicy, DeliveryGuarantee, SinkMetadata, SinkSpec,
 use weir_model::time::Timestamp;
 use weir_model::Schema;
 
-pub use memory::{MemorySource, RecordedRow, SinkRegistry};
+pub use create::CreateSource;
+pub use file_sink::FileSink;
+pub use file_source::FileSource;
+pub use memory::{MemorySink, MemorySource, RecordedRow, SinkRegistry};
+pub use sequence::SequenceSource;
+pub use stdout::StdoutSink;
 
 /// What polling a partition gave.
 #[derive(Debug)]
