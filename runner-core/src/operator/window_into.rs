@@ -1,13 +1,134 @@
-//! (being written)
-#![allow(missing_docs, unused)]
+//! `WindowInto`: assigns each element to its windows (Beam's `Window.into` /
+//! `AssignWindowsDoFn`).
+
 use super::{Operator, OperatorContext};
+use crate::batch::{self, ElementMeta};
+use crate::convert::batch_to_rows;
 use crate::error::{ExecError, ExecResult};
+use crate::window::assign_windows;
+use arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::DataType as ArrowType;
 use arrow::record_batch::RecordBatch;
-use weir_model::{Schema, window::WindowingStrategy};
-pub struct WindowIntoOperator;
-impl WindowIntoOperator { pub fn new(_schema: &Schema, _w: WindowingStrategy) -> Self { WindowIntoOperator } }
+use weir_model::window::{PaneInfo, WindowFn, WindowingStrategy};
+use weir_model::{Expr, Schema};
+
+/// Rewrites the window of every element per the windowing strategy: one output row per
+/// assigned window (sliding windows copy an element into each of its windows), the event
+/// timestamp kept, the pane reset to [`PaneInfo::NO_FIRING`]. Session windows come out as
+/// proto-sessions `[ts, ts + gap)`; the aggregation downstream merges them per key.
+#[derive(Debug, Clone)]
+pub struct WindowIntoOperator {
+    schema: Schema,
+    strategy: WindowingStrategy,
+}
+
+impl WindowIntoOperator {
+    /// The operator for a collection of `schema`, applying `windowing`.
+    pub fn new(schema: &Schema, windowing: WindowingStrategy) -> Self {
+        WindowIntoOperator {
+            schema: schema.clone(),
+            strategy: windowing,
+        }
+    }
+
+    /// The windowing strategy applied.
+    pub fn strategy(&self) -> &WindowingStrategy {
+        &self.strategy
+    }
+
+    /// The batch with its elements assigned to windows. `node` names errors.
+    pub fn assign(&self, batch: &RecordBatch, node: &str) -> ExecResult<RecordBatch> {
+        let gaps = self.session_gaps(batch, node)?;
+        let (ts, _, _) = batch::ts_and_window(batch);
+        let mut rows: Vec<u32> = Vec::with_capacity(batch.num_rows());
+        let mut metas: Vec<ElementMeta> = Vec::with_capacity(batch.num_rows());
+        for r in 0..batch.num_rows() {
+            let t = ts.value(r);
+            let gap = match &gaps {
+                Some(g) if g.is_null(r) => {
+                    return Err(bad_gap(batch, r, t, node, "the session gap is null"))
+                }
+                Some(g) => Some(g.value(r)),
+                None => None,
+            };
+            let windows = assign_windows(&self.strategy.window_fn, t, gap)
+                .map_err(|m| bad_gap(batch, r, t, node, &m))?;
+            for window in windows {
+                rows.push(r as u32);
+                metas.push(ElementMeta {
+                    ts: t,
+                    window,
+                    pane: PaneInfo::NO_FIRING,
+                });
+            }
+        }
+        let user = batch::user_columns(batch);
+        let columns: Vec<ArrayRef> = if rows.len() == batch.num_rows() {
+            user.columns().to_vec()
+        } else {
+            let indices = UInt32Array::from(rows);
+            user.columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &indices, None))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(batch::with_meta(&self.schema, columns, &metas)?)
+    }
+
+    /// Per-row session gaps (ms) when the strategy has a gap expression.
+    fn session_gaps(&self, batch: &RecordBatch, node: &str) -> ExecResult<Option<Int64Array>> {
+        let WindowFn::Sessions {
+            gap_expr: Some(expr),
+            ..
+        } = &self.strategy.window_fn
+        else {
+            return Ok(None);
+        };
+        let values = evaluate_on_rows(expr, batch)?;
+        let values = cast(&values, &ArrowType::Int64)?;
+        let gaps = values
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| {
+                ExecError::transform(node, format!("the session gap `{expr}` is not int64"))
+            })?;
+        Ok(Some(gaps.clone()))
+    }
+}
+
+/// A session gap that cannot make a window fails the run (as in Flink's dynamic session
+/// windows), naming the row, which holds the key, and its timestamp.
+fn bad_gap(batch: &RecordBatch, row: usize, ts: i64, node: &str, why: &str) -> ExecError {
+    let values = batch_to_rows(&batch.slice(row, 1))
+        .pop()
+        .map(serde_json::Value::Object)
+        .unwrap_or_default();
+    ExecError::transform(
+        node,
+        format!("{why} for the row {values} at timestamp {ts}"),
+    )
+}
+
+/// Evaluates `expr` over the user columns of `batch`; a plain column is read directly.
+pub(super) fn evaluate_on_rows(expr: &Expr, batch: &RecordBatch) -> ExecResult<ArrayRef> {
+    if let Expr::Column(name) = expr {
+        if let Some(column) = batch.column_by_name(name) {
+            return Ok(column.clone());
+        }
+    }
+    crate::eval::evaluate(expr, batch)
+}
+
 impl Operator for WindowIntoOperator {
-    fn process_batch(&mut self, _input: usize, _batch: RecordBatch, ctx: &mut OperatorContext) -> ExecResult<()> {
-        Err(ctx.error("operator not built yet"))
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext,
+    ) -> ExecResult<()> {
+        let assigned = self.assign(&batch, &ctx.node)?;
+        ctx.emit(None, assigned);
+        Ok(())
     }
 }
