@@ -5,8 +5,8 @@
 //! cargo run --example typed_clicks -- --runner direct
 //! ```
 
-use weir::prelude::*;
 use weir::model::Plan;
+use weir::prelude::*;
 
 /// One click; `ts` is the event time in milliseconds since the epoch.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -20,7 +20,11 @@ struct Click {
 const T0: i64 = 1_714_557_600_000;
 
 fn clicks() -> Vec<Click> {
-    let click = |user: &str, url: &str, s: i64| Click { user: user.into(), url: url.into(), ts: T0 + s * 1000 };
+    let click = |user: &str, url: &str, s: i64| Click {
+        user: user.into(),
+        url: url.into(),
+        ts: T0 + s * 1000,
+    };
     vec![
         click("alice", "/home", 5),
         click("bob", "/home", 20),
@@ -37,8 +41,15 @@ fn pipeline(sink: impl Fn(&Collection)) -> anyhow::Result<Plan> {
     let p = PipelineBuilder::new("typed_clicks");
     let counts = p
         .create_typed(&clicks())?
-        .assign_timestamps(col("ts"), WatermarkStrategy::bounded(Duration::from_secs(5)))
-        .window_into(fixed(Duration::from_mins(1)).allowed_lateness(Duration::from_secs(10)).late_to("late"))
+        .assign_timestamps(
+            col("ts"),
+            WatermarkStrategy::bounded(Duration::from_secs(5)),
+        )
+        .window_into(
+            fixed(Duration::from_mins(1))
+                .allowed_lateness(Duration::from_secs(10))
+                .late_to("late"),
+        )
         .combine(["user"], [agg::count("clicks")])
         .named("CountClicks");
     sink(&counts);
@@ -53,7 +64,9 @@ fn main() -> anyhow::Result<()> {
     })?;
     let runner = weir::runner(&options.runner)?;
     runner.check(&plan)?;
-    runner.run(&plan, &options).map_err(|e| anyhow::anyhow!(e))?;
+    runner
+        .run(&plan, &options)
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(())
 }
 
@@ -69,7 +82,9 @@ mod tests {
             counts.write_memory("typed_clicks");
         })
         .unwrap();
-        let run = DirectRunner::new().execute(&plan, &PipelineOptions::for_runner("direct")).unwrap();
+        let run = DirectRunner::new()
+            .execute(&plan, &PipelineOptions::for_runner("direct"))
+            .unwrap();
         let mut rows: Vec<(serde_json::Value, i64)> = run
             .sinks
             .rows("typed_clicks")

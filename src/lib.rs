@@ -34,10 +34,22 @@ pub mod prelude {
 
 /// Runners that may be asked for but are not part of this build, with the reason.
 const NOT_BUILT: &[(&str, &str)] = &[
-    ("microbatch", "the Spark-style micro-batch runner is not part of this build yet"),
-    ("continuous", "the Flink-style continuous runner is not part of this build yet"),
-    ("spark", "the Spark Connect bridge is not part of this build yet"),
-    ("flink", "the Flink REST bridge is not part of this build yet"),
+    (
+        "microbatch",
+        "the Spark-style micro-batch runner is not part of this build yet",
+    ),
+    (
+        "continuous",
+        "the Flink-style continuous runner is not part of this build yet",
+    ),
+    (
+        "spark",
+        "the Spark Connect bridge is not part of this build yet",
+    ),
+    (
+        "flink",
+        "the Flink REST bridge is not part of this build yet",
+    ),
 ];
 
 /// Every runner in this build.
@@ -52,22 +64,30 @@ pub fn runner(name: &str) -> anyhow::Result<Box<dyn model::runner::Runner>> {
     }
     let available: Vec<&str> = runners().iter().map(|r| r.name()).collect();
     if let Some((_, why)) = NOT_BUILT.iter().find(|(n, _)| *n == name) {
-        bail!("runner `{name}` is not available: {why} (available: {})", available.join(", "));
+        bail!(
+            "runner `{name}` is not available: {why} (available: {})",
+            available.join(", ")
+        );
     }
-    bail!("unknown runner `{name}` (available: {})", available.join(", "))
+    bail!(
+        "unknown runner `{name}` (available: {})",
+        available.join(", ")
+    )
 }
 
 /// Loads a pipeline from a pipeline file (`.yaml`/`.yml`) or a canonical JSON pipeline or
 /// plan (`.json`).
 pub fn load_pipeline(path: &Path) -> anyhow::Result<model::Pipeline> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading pipeline `{}`", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading pipeline `{}`", path.display()))?;
     let is_json = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => true,
         Some("yaml") | Some("yml") => false,
         _ => text.trim_start().starts_with('{'),
     };
     if is_json {
-        model::Pipeline::from_json(&text).with_context(|| format!("reading pipeline JSON `{}`", path.display()))
+        model::Pipeline::from_json(&text)
+            .with_context(|| format!("reading pipeline JSON `{}`", path.display()))
     } else {
         Ok(model::file::parse_str(&text, &path.display().to_string())?)
     }

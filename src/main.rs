@@ -8,7 +8,11 @@ use weir::model::requirements::{Feature, Support};
 use weir::model::runner::PipelineOptions;
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Write a streaming pipeline once; run it like Beam, Spark or Flink.")]
+#[command(
+    name = "weir",
+    version,
+    about = "Write a streaming pipeline once; run it like Beam, Spark or Flink."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,7 +89,9 @@ fn invalid(e: anyhow::Error) -> (u8, anyhow::Error) {
 
 fn load_plan(path: &std::path::Path) -> Result<weir::model::Plan, (u8, anyhow::Error)> {
     let pipeline = weir::load_pipeline(path).map_err(invalid)?;
-    weir::model::plan(&pipeline).with_context(|| format!("planning `{}`", path.display())).map_err(invalid)
+    weir::model::plan(&pipeline)
+        .with_context(|| format!("planning `{}`", path.display()))
+        .map_err(invalid)
 }
 
 fn execute(command: Command) -> Result<(), (u8, anyhow::Error)> {
@@ -94,9 +100,12 @@ fn execute(command: Command) -> Result<(), (u8, anyhow::Error)> {
             let plan = load_plan(&pipeline)?;
             let runner = weir::runner(&options.runner).map_err(invalid)?;
             runner.check(&plan).map_err(|e| invalid(e.into()))?;
-            let report = runner
-                .run(&plan, &options)
-                .map_err(|e| (EXIT_FAILED, anyhow::anyhow!(e).context(format!("running `{}`", pipeline.display()))))?;
+            let report = runner.run(&plan, &options).map_err(|e| {
+                (
+                    EXIT_FAILED,
+                    anyhow::anyhow!(e).context(format!("running `{}`", pipeline.display())),
+                )
+            })?;
             for (sink, rows) in &report.rows_written {
                 eprintln!("{sink}: wrote {rows} row(s)");
             }
@@ -116,7 +125,11 @@ fn execute(command: Command) -> Result<(), (u8, anyhow::Error)> {
                 pipeline.display(),
                 plan.pipeline.transforms.len(),
                 plan.collections.len(),
-                if req.is_empty() { "nothing special".to_string() } else { req.join(", ") }
+                if req.is_empty() {
+                    "nothing special".to_string()
+                } else {
+                    req.join(", ")
+                }
             );
             Ok(())
         }
@@ -172,7 +185,10 @@ fn capability_table(format: TableFormat) -> String {
             for f in Feature::ALL {
                 s.push_str(&format!("| {} |", f.name()));
                 for r in &runners {
-                    s.push_str(&format!(" {} |", support_cell(&r.capabilities().support(*f))));
+                    s.push_str(&format!(
+                        " {} |",
+                        support_cell(&r.capabilities().support(*f))
+                    ));
                 }
                 s.push('\n');
             }
@@ -183,7 +199,11 @@ fn capability_table(format: TableFormat) -> String {
             for r in &runners {
                 s.push_str(&format!("{} — {}\n", r.name(), r.description()));
                 for f in Feature::ALL {
-                    s.push_str(&format!("  {:<26} {}\n", f.name(), support_cell(&r.capabilities().support(*f))));
+                    s.push_str(&format!(
+                        "  {:<26} {}\n",
+                        f.name(),
+                        support_cell(&r.capabilities().support(*f))
+                    ));
                 }
             }
             s

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("weir runs")
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .expect("weir runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -20,7 +23,12 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn every_example_validates() {
-    for ex in ["word_count", "clicks_per_user", "user_sessions", "dedup_orders"] {
+    for ex in [
+        "word_count",
+        "clicks_per_user",
+        "user_sessions",
+        "dedup_orders",
+    ] {
         let o = weir(&["validate", &format!("examples/{ex}/pipeline.yaml")]);
         assert!(o.status.success(), "{ex}: {}", stderr(&o));
         assert!(String::from_utf8_lossy(&o.stdout).contains("valid"));
@@ -30,7 +38,12 @@ fn every_example_validates() {
 #[test]
 fn a_json_plan_plans_again_to_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let first = weir(&["plan", "examples/clicks_per_user/pipeline.yaml", "--format", "json"]);
+    let first = weir(&[
+        "plan",
+        "examples/clicks_per_user/pipeline.yaml",
+        "--format",
+        "json",
+    ]);
     assert!(first.status.success(), "{}", stderr(&first));
     let plan_file = dir.path().join("plan.json");
     std::fs::write(&plan_file, &first.stdout).unwrap();
@@ -41,11 +54,25 @@ fn a_json_plan_plans_again_to_identical_bytes() {
 
 #[test]
 fn text_plan_shows_schemas_and_windowing_per_collection() {
-    let o = weir(&["plan", "examples/clicks_per_user/pipeline.yaml", "--format", "text"]);
+    let o = weir(&[
+        "plan",
+        "examples/clicks_per_user/pipeline.yaml",
+        "--format",
+        "text",
+    ]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("CountClicks [Combine] <- PerMinute"), "{text}");
-    assert!(text.contains("CountClicks: (user: string, clicks: int64)"), "{text}");
-    assert!(text.contains("fixed(1m), allowed lateness 10s, late data -> .late"), "{text}");
+    assert!(
+        text.contains("CountClicks [Combine] <- PerMinute"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CountClicks: (user: string, clicks: int64)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fixed(1m), allowed lateness 10s, late data -> .late"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -70,7 +97,10 @@ fn a_malformed_pipeline_file_is_refused_with_file_line_and_column() {
     let o = weir(&["validate", &bad_duration]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains(&format!("{bad_duration}:11:")) && err.contains("size"), "{err}");
+    assert!(
+        err.contains(&format!("{bad_duration}:11:")) && err.contains("size"),
+        "{err}"
+    );
 
     let missing = write(
         dir.path(),
@@ -80,7 +110,10 @@ fn a_malformed_pipeline_file_is_refused_with_file_line_and_column() {
     let o = weir(&["validate", &missing]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains(&format!("{missing}:")) && err.contains("path"), "{err}");
+    assert!(
+        err.contains(&format!("{missing}:")) && err.contains("path"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -109,15 +142,28 @@ fn a_malformed_record_fails_the_run_with_file_line_and_field_under_the_fail_poli
     let o = weir(&["run", &f]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains(&format!("{data}:2")) && err.contains("`n`"), "{err}");
+    assert!(
+        err.contains(&format!("{data}:2")) && err.contains("`n`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn runners_that_are_not_built_are_refused_by_name() {
-    let o = weir(&["run", "examples/word_count/pipeline.yaml", "--runner", "continuous"]);
+    let o = weir(&[
+        "run",
+        "examples/word_count/pipeline.yaml",
+        "--runner",
+        "continuous",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("continuous"), "{}", stderr(&o));
-    let o = weir(&["run", "examples/word_count/pipeline.yaml", "--set", "colour=blue"]);
+    let o = weir(&[
+        "run",
+        "examples/word_count/pipeline.yaml",
+        "--set",
+        "colour=blue",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("colour"), "{}", stderr(&o));
 }
@@ -135,5 +181,9 @@ fn word_count_quick_start_prints_its_counts() {
     let o = weir(&["run", "examples/word_count/pipeline.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.lines().any(|l| l.contains("\"word\":\"weir\"") && l.contains("\"count\":4")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\"word\":\"weir\"") && l.contains("\"count\":4")),
+        "{out}"
+    );
 }

@@ -69,7 +69,10 @@ pub enum ModelError {
 impl ModelError {
     /// A transform-level error.
     pub fn transform(transform: impl Into<String>, message: impl Into<String>) -> Self {
-        ModelError::Transform { transform: transform.into(), message: message.into() }
+        ModelError::Transform {
+            transform: transform.into(),
+            message: message.into(),
+        }
     }
     /// A column-level error.
     pub fn column(

@@ -45,13 +45,27 @@ impl Default for Pipeline {
 impl Pipeline {
     /// An empty pipeline.
     pub fn new() -> Self {
-        Pipeline { weir_pipeline: FORMAT_VERSION, name: None, transforms: Vec::new() }
+        Pipeline {
+            weir_pipeline: FORMAT_VERSION,
+            name: None,
+            transforms: Vec::new(),
+        }
     }
 
     /// Adds a node; returns the name of its main output collection.
-    pub fn add(&mut self, name: impl Into<String>, inputs: Vec<String>, transform: Transform) -> String {
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        inputs: Vec<String>,
+        transform: Transform,
+    ) -> String {
         let name = name.into();
-        self.transforms.push(TransformNode { name: name.clone(), inputs, transform, parallelism: None });
+        self.transforms.push(TransformNode {
+            name: name.clone(),
+            inputs,
+            transform,
+            parallelism: None,
+        });
         name
     }
 
@@ -60,7 +74,10 @@ impl Pipeline {
         if !self.transforms.iter().any(|t| t.name == base) {
             return base.to_string();
         }
-        (2..).map(|i| format!("{base}_{i}")).find(|n| !self.transforms.iter().any(|t| &t.name == n)).unwrap()
+        (2..)
+            .map(|i| format!("{base}_{i}"))
+            .find(|n| !self.transforms.iter().any(|t| &t.name == n))
+            .unwrap()
     }
 
     /// The node called `name`.
@@ -75,7 +92,8 @@ impl Pipeline {
 
     /// Reads the canonical JSON form of a pipeline, or the `pipeline` member of a plan.
     pub fn from_json(text: &str) -> Result<Pipeline> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
         let pipeline_value = match value.get("pipeline") {
             Some(p) if value.get("weir_plan").is_some() => p.clone(),
             _ => value,

@@ -10,7 +10,8 @@ use crate::requirements::Feature;
 use crate::schema::{DataType, Field, Schema};
 use crate::transform::{AggregateFn, Transform};
 use crate::window::{
-    AccumulationMode, LateDataPolicy, TimestampCombiner, Trigger, WatermarkStrategy, WindowFn, WindowingStrategy,
+    AccumulationMode, LateDataPolicy, TimestampCombiner, Trigger, WatermarkStrategy, WindowFn,
+    WindowingStrategy,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,8 +78,17 @@ impl Plan {
             s.push_str(&format!("pipeline {n}\n"));
         }
         for node in &self.pipeline.transforms {
-            let inputs = if node.inputs.is_empty() { String::new() } else { format!(" <- {}", node.inputs.join(", ")) };
-            s.push_str(&format!("{} [{}]{}\n", node.name, node.transform.type_name(), inputs));
+            let inputs = if node.inputs.is_empty() {
+                String::new()
+            } else {
+                format!(" <- {}", node.inputs.join(", "))
+            };
+            s.push_str(&format!(
+                "{} [{}]{}\n",
+                node.name,
+                node.transform.type_name(),
+                inputs
+            ));
             for out in self.outputs_of(&node.name) {
                 let c = &self.collections[out];
                 s.push_str(&format!("    {out}: {}\n", c.schema));
@@ -89,12 +99,23 @@ impl Plan {
                 if let Some(w) = &c.watermark {
                     notes.push(format!("watermark max - {}", w.max_out_of_orderness));
                 }
-                notes.push(if c.bounded { "bounded".into() } else { "unbounded".into() });
+                notes.push(if c.bounded {
+                    "bounded".into()
+                } else {
+                    "unbounded".into()
+                });
                 s.push_str(&format!("        {}\n", notes.join("; ")));
             }
         }
         let req: Vec<String> = self.requirements.iter().map(|f| f.name()).collect();
-        s.push_str(&format!("requires: {}\n", if req.is_empty() { "-".into() } else { req.join(", ") }));
+        s.push_str(&format!(
+            "requires: {}\n",
+            if req.is_empty() {
+                "-".into()
+            } else {
+                req.join(", ")
+            }
+        ));
         s
     }
 }
@@ -102,7 +123,10 @@ impl Plan {
 /// Validates `pipeline` and infers every collection's properties.
 pub fn plan(pipeline: &Pipeline) -> Result<Plan> {
     if pipeline.weir_pipeline != FORMAT_VERSION {
-        return Err(ModelError::Json(format!("pipeline format version {} is not supported", pipeline.weir_pipeline)));
+        return Err(ModelError::Json(format!(
+            "pipeline format version {} is not supported",
+            pipeline.weir_pipeline
+        )));
     }
     let ordered = topological_order(pipeline)?;
     let mut collections: BTreeMap<String, CollectionInfo> = BTreeMap::new();
@@ -121,12 +145,21 @@ pub fn plan(pipeline: &Pipeline) -> Result<Plan> {
                         .collect();
                     ModelError::transform(
                         &node.name,
-                        format!("input `{i}` is not an output of `{producer}` (its outputs: {})", outputs.join(", ")),
+                        format!(
+                            "input `{i}` is not an output of `{producer}` (its outputs: {})",
+                            outputs.join(", ")
+                        ),
                     )
                 })
             })
             .collect::<Result<_>>()?;
-        let outputs = infer(&node.name, &node.transform, &node.inputs, &inputs, &mut requirements)?;
+        let outputs = infer(
+            &node.name,
+            &node.transform,
+            &node.inputs,
+            &inputs,
+            &mut requirements,
+        )?;
         for (tag, info) in outputs {
             let name = match tag {
                 None => node.name.clone(),
@@ -135,7 +168,12 @@ pub fn plan(pipeline: &Pipeline) -> Result<Plan> {
             collections.insert(name, info);
         }
     }
-    Ok(Plan { weir_plan: FORMAT_VERSION, pipeline: ordered, collections, requirements })
+    Ok(Plan {
+        weir_plan: FORMAT_VERSION,
+        pipeline: ordered,
+        collections,
+        requirements,
+    })
 }
 
 /// Orders nodes so each comes after its inputs (stable: ties keep the user's order).
@@ -143,10 +181,16 @@ fn topological_order(p: &Pipeline) -> Result<Pipeline> {
     let mut seen = BTreeSet::new();
     for n in &p.transforms {
         if n.name.is_empty() || n.name.contains('.') {
-            return Err(ModelError::transform(&n.name, "a transform name must be non-empty and contain no `.`"));
+            return Err(ModelError::transform(
+                &n.name,
+                "a transform name must be non-empty and contain no `.`",
+            ));
         }
         if !seen.insert(n.name.as_str()) {
-            return Err(ModelError::transform(&n.name, "two transforms have this name"));
+            return Err(ModelError::transform(
+                &n.name,
+                "two transforms have this name",
+            ));
         }
     }
     for n in &p.transforms {
@@ -156,7 +200,10 @@ fn topological_order(p: &Pipeline) -> Result<Pipeline> {
                 let known: Vec<&str> = p.transforms.iter().map(|t| t.name.as_str()).collect();
                 return Err(ModelError::transform(
                     &n.name,
-                    format!("input `{input}` is not produced by any transform (transforms: {})", known.join(", ")),
+                    format!(
+                        "input `{input}` is not produced by any transform (transforms: {})",
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -166,7 +213,9 @@ fn topological_order(p: &Pipeline) -> Result<Pipeline> {
     while out.len() < p.transforms.len() {
         let next = p.transforms.iter().find(|n| {
             !placed.contains(&n.name)
-                && n.inputs.iter().all(|i| placed.contains(crate::pipeline::split_collection(i).0))
+                && n.inputs
+                    .iter()
+                    .all(|i| placed.contains(crate::pipeline::split_collection(i).0))
         });
         match next {
             Some(n) => {
@@ -174,17 +223,32 @@ fn topological_order(p: &Pipeline) -> Result<Pipeline> {
                 out.push(n.clone());
             }
             None => {
-                let stuck = p.transforms.iter().find(|n| !placed.contains(&n.name)).unwrap();
-                return Err(ModelError::transform(&stuck.name, "its inputs form a cycle"));
+                let stuck = p
+                    .transforms
+                    .iter()
+                    .find(|n| !placed.contains(&n.name))
+                    .unwrap();
+                return Err(ModelError::transform(
+                    &stuck.name,
+                    "its inputs form a cycle",
+                ));
             }
         }
     }
-    Ok(Pipeline { weir_pipeline: p.weir_pipeline, name: p.name.clone(), transforms: out })
+    Ok(Pipeline {
+        weir_pipeline: p.weir_pipeline,
+        name: p.name.clone(),
+        transforms: out,
+    })
 }
 
 type Outputs = Vec<(Option<String>, CollectionInfo)>;
 
-fn arity(node: &str, inputs: &[&CollectionInfo], want: std::ops::RangeInclusive<usize>) -> Result<()> {
+fn arity(
+    node: &str,
+    inputs: &[&CollectionInfo],
+    want: std::ops::RangeInclusive<usize>,
+) -> Result<()> {
     if !want.contains(&inputs.len()) {
         let n = inputs.len();
         let expected = if want.start() == want.end() {
@@ -194,7 +258,10 @@ fn arity(node: &str, inputs: &[&CollectionInfo], want: std::ops::RangeInclusive<
         } else {
             format!("{} to {}", want.start(), want.end())
         };
-        return Err(ModelError::transform(node, format!("takes {expected} input(s), got {n}")));
+        return Err(ModelError::transform(
+            node,
+            format!("takes {expected} input(s), got {n}"),
+        ));
     }
     Ok(())
 }
@@ -209,16 +276,18 @@ fn type_expr(node: &str, expr: &Expr, schema: &Schema) -> Result<DataType> {
 fn require_columns(node: &str, cols: &[String], schema: &Schema) -> Result<Vec<Field>> {
     cols.iter()
         .map(|c| {
-            schema
-                .field(c)
-                .cloned()
-                .ok_or_else(|| ModelError::column(node, c, format!("no such column; the input has {schema}")))
+            schema.field(c).cloned().ok_or_else(|| {
+                ModelError::column(node, c, format!("no such column; the input has {schema}"))
+            })
         })
         .collect()
 }
 
 fn derived(node: &str, from: &CollectionInfo, schema: Schema) -> CollectionInfo {
-    let event_time = from.event_time.clone().filter(|c| schema.field(c).is_some());
+    let event_time = from
+        .event_time
+        .clone()
+        .filter(|c| schema.field(c).is_some());
     CollectionInfo {
         producer: node.to_string(),
         schema,
@@ -306,7 +375,9 @@ fn validate_windowing(node: &str, w: &WindowingStrategy, schema: &Schema) -> Res
             Some(e) => {
                 let t = type_expr(node, e, schema)?;
                 if t != DataType::Int64 {
-                    return bad(&format!("the session gap expression `{e}` must be int64 milliseconds, not {t}"));
+                    return bad(&format!(
+                        "the session gap expression `{e}` must be int64 milliseconds, not {t}"
+                    ));
                 }
             }
             None if gap.0 <= 0 => return bad("session gap must be > 0"),
@@ -317,7 +388,9 @@ fn validate_windowing(node: &str, w: &WindowingStrategy, schema: &Schema) -> Res
     for t in w.trigger.walk() {
         match t {
             Trigger::AfterCount { count: 0 } => return bad("a count trigger needs a count >= 1"),
-            Trigger::AfterEach { triggers } | Trigger::AfterFirst { triggers } | Trigger::AfterAll { triggers }
+            Trigger::AfterEach { triggers }
+            | Trigger::AfterFirst { triggers }
+            | Trigger::AfterAll { triggers }
                 if triggers.is_empty() =>
             {
                 return bad("a composite trigger needs at least one sub-trigger")
@@ -360,10 +433,17 @@ fn infer(
 ) -> Result<Outputs> {
     let mut out: Outputs = Vec::new();
     match transform {
-        Transform::Read { source, schema, bad_records } => {
+        Transform::Read {
+            source,
+            schema,
+            bad_records,
+        } => {
             arity(node, inputs, 0..=0)?;
             if schema.fields.is_empty() {
-                return Err(ModelError::transform(node, "a source needs a schema with at least one column"));
+                return Err(ModelError::transform(
+                    node,
+                    "a source needs a schema with at least one column",
+                ));
             }
             let bounded = source.is_bounded();
             if !bounded {
@@ -390,14 +470,21 @@ fn infer(
             arity(node, inputs, 1..=1)?;
             let t = type_expr(node, predicate, &inputs[0].schema)?;
             if t != DataType::Boolean {
-                return Err(ModelError::transform(node, format!("the filter `{predicate}` must be bool, not {t}")));
+                return Err(ModelError::transform(
+                    node,
+                    format!("the filter `{predicate}` must be bool, not {t}"),
+                ));
             }
             out.push((None, derived(node, inputs[0], inputs[0].schema.clone())));
         }
         Transform::Project { fields, append } => {
             arity(node, inputs, 1..=1)?;
             let input = &inputs[0].schema;
-            let mut schema = if *append { input.clone() } else { Schema::default() };
+            let mut schema = if *append {
+                input.clone()
+            } else {
+                Schema::default()
+            };
             let mut names = BTreeSet::new();
             for (name, e) in fields {
                 if !names.insert(name.as_str()) {
@@ -430,7 +517,11 @@ fn infer(
             let mut schema = inputs[0].schema.clone();
             let f = require_columns(node, std::slice::from_ref(field), &schema)?.remove(0);
             let DataType::List(item) = f.data_type else {
-                return Err(ModelError::column(node, field, format!("Explode needs a list column, not {}", f.data_type)));
+                return Err(ModelError::column(
+                    node,
+                    field,
+                    format!("Explode needs a list column, not {}", f.data_type),
+                ));
             };
             let i = schema.index_of(field).unwrap();
             schema.fields[i].data_type = *item;
@@ -439,24 +530,37 @@ fn infer(
         Transform::ParDo { func, on_error } => {
             arity(node, inputs, 1..=1)?;
             req.insert(Feature::UserFunctions);
-            let schema = func.output_schema(&inputs[0].schema).map_err(|m| ModelError::transform(node, m))?;
+            let schema = func
+                .output_schema(&inputs[0].schema)
+                .map_err(|m| ModelError::transform(node, m))?;
             out.push((None, derived(node, inputs[0], schema)));
-            for (tag, s) in func.side_outputs(&inputs[0].schema).map_err(|m| ModelError::transform(node, m))? {
+            for (tag, s) in func
+                .side_outputs(&inputs[0].schema)
+                .map_err(|m| ModelError::transform(node, m))?
+            {
                 req.insert(Feature::SideOutputs);
                 out.push((Some(tag), derived(node, inputs[0], s)));
             }
             if let BadRecordPolicy::DeadLetter { tag } = on_error {
                 req.insert(Feature::DeadLetterOutputs);
-                out.push((Some(tag.clone()), derived(node, inputs[0], dead_letter_schema())));
+                out.push((
+                    Some(tag.clone()),
+                    derived(node, inputs[0], dead_letter_schema()),
+                ));
             }
         }
         Transform::MapBatches { func } => {
             arity(node, inputs, 1..=1)?;
             req.insert(Feature::BatchUserFunctions);
-            let schema = func.output_schema(&inputs[0].schema).map_err(|m| ModelError::transform(node, m))?;
+            let schema = func
+                .output_schema(&inputs[0].schema)
+                .map_err(|m| ModelError::transform(node, m))?;
             out.push((None, derived(node, inputs[0], schema)));
         }
-        Transform::AssignTimestamps { timestamp, watermark } => {
+        Transform::AssignTimestamps {
+            timestamp,
+            watermark,
+        } => {
             arity(node, inputs, 1..=1)?;
             let t = type_expr(node, timestamp, &inputs[0].schema)?;
             if t != DataType::Timestamp && t != DataType::Int64 {
@@ -467,7 +571,10 @@ fn infer(
                 });
             }
             if watermark.max_out_of_orderness.0 < 0 {
-                return Err(ModelError::transform(node, "max out-of-orderness must be >= 0"));
+                return Err(ModelError::transform(
+                    node,
+                    "max out-of-orderness must be >= 0",
+                ));
             }
             if watermark.idle_timeout.is_some() {
                 req.insert(Feature::IdleTimeout);
@@ -494,21 +601,42 @@ fn infer(
             arity(node, inputs, 1..=1)?;
             let input = &inputs[0].schema;
             let mut fields = require_columns(node, keys, input)?;
-            let rest: Vec<Field> = input.fields.iter().filter(|f| !keys.contains(&f.name)).cloned().collect();
-            fields.push(Field::new("values", DataType::List(Box::new(DataType::Struct(rest)))));
-            out.push((None, aggregation_output(node, inputs[0], Schema::new(fields))));
+            let rest: Vec<Field> = input
+                .fields
+                .iter()
+                .filter(|f| !keys.contains(&f.name))
+                .cloned()
+                .collect();
+            fields.push(Field::new(
+                "values",
+                DataType::List(Box::new(DataType::Struct(rest))),
+            ));
+            out.push((
+                None,
+                aggregation_output(node, inputs[0], Schema::new(fields)),
+            ));
             late_output(node, inputs[0], &mut out);
         }
-        Transform::Combine { group_by, aggregations } => {
+        Transform::Combine {
+            group_by,
+            aggregations,
+        } => {
             arity(node, inputs, 1..=1)?;
             let input = &inputs[0].schema;
             let mut fields = require_columns(node, group_by, input)?;
             if aggregations.is_empty() {
-                return Err(ModelError::transform(node, "Combine needs at least one aggregation"));
+                return Err(ModelError::transform(
+                    node,
+                    "Combine needs at least one aggregation",
+                ));
             }
             for a in aggregations {
                 if fields.iter().any(|f| f.name == a.name) {
-                    return Err(ModelError::column(node, &a.name, "output column defined twice"));
+                    return Err(ModelError::column(
+                        node,
+                        &a.name,
+                        "output column defined twice",
+                    ));
                 }
                 let in_type = match &a.input {
                     Some(e) => Some(type_expr(node, e, input)?),
@@ -517,7 +645,11 @@ fn infer(
                 let needs_input = !matches!(a.func, AggregateFn::Count | AggregateFn::Custom(_));
                 let t = match (&a.func, &in_type) {
                     (_, None) if needs_input => {
-                        return Err(ModelError::column(node, &a.name, format!("{} needs a `value`", a.func.name())))
+                        return Err(ModelError::column(
+                            node,
+                            &a.name,
+                            format!("{} needs a `value`", a.func.name()),
+                        ))
                     }
                     (AggregateFn::Count | AggregateFn::DistinctCount, _) => DataType::Int64,
                     (AggregateFn::Sum, Some(t)) if t.is_numeric() => t.clone(),
@@ -525,7 +657,8 @@ fn infer(
                     (AggregateFn::Min | AggregateFn::Max, Some(t)) if t.is_orderable() => t.clone(),
                     (AggregateFn::Custom(c), t) => {
                         req.insert(Feature::UserCombiners);
-                        c.output_type(t.as_ref()).map_err(|m| ModelError::column(node, &a.name, m))?
+                        c.output_type(t.as_ref())
+                            .map_err(|m| ModelError::column(node, &a.name, m))?
                     }
                     (f, Some(t)) => {
                         let col = a.input.as_ref().map(|e| e.to_string()).unwrap_or_default();
@@ -539,7 +672,10 @@ fn infer(
                 };
                 fields.push(Field::new(&a.name, t));
             }
-            out.push((None, aggregation_output(node, inputs[0], Schema::new(fields))));
+            out.push((
+                None,
+                aggregation_output(node, inputs[0], Schema::new(fields)),
+            ));
             late_output(node, inputs[0], &mut out);
         }
         Transform::Flatten => {
@@ -549,11 +685,17 @@ fn infer(
                 if other.schema != first.schema {
                     return Err(ModelError::transform(
                         node,
-                        format!("input `{name}` has schema {} but `{}` has {}", other.schema, input_names[0], first.schema),
+                        format!(
+                            "input `{name}` has schema {} but `{}` has {}",
+                            other.schema, input_names[0], first.schema
+                        ),
                     ));
                 }
                 if other.windowing.window_fn.to_string() != first.windowing.window_fn.to_string() {
-                    return Err(ModelError::transform(node, format!("input `{name}` is windowed differently")));
+                    return Err(ModelError::transform(
+                        node,
+                        format!("input `{name}` is windowed differently"),
+                    ));
                 }
             }
             let mut info = derived(node, first, first.schema.clone());
@@ -564,25 +706,42 @@ fn infer(
             arity(node, inputs, 2..=usize::MAX)?;
             req.insert(Feature::Joins);
             if on.len() != inputs.len() {
-                return Err(ModelError::transform(node, format!("needs key columns for each of its {} inputs", inputs.len())));
+                return Err(ModelError::transform(
+                    node,
+                    format!("needs key columns for each of its {} inputs", inputs.len()),
+                ));
             }
-            let key_fields: Vec<Vec<Field>> =
-                on.iter().zip(inputs).map(|(k, i)| require_columns(node, k, &i.schema)).collect::<Result<_>>()?;
+            let key_fields: Vec<Vec<Field>> = on
+                .iter()
+                .zip(inputs)
+                .map(|(k, i)| require_columns(node, k, &i.schema))
+                .collect::<Result<_>>()?;
             for (i, kf) in key_fields.iter().enumerate().skip(1) {
                 if kf.len() != key_fields[0].len() {
-                    return Err(ModelError::transform(node, "every input needs the same number of key columns"));
+                    return Err(ModelError::transform(
+                        node,
+                        "every input needs the same number of key columns",
+                    ));
                 }
                 for (a, b) in key_fields[0].iter().zip(kf) {
                     if a.data_type != b.data_type {
                         return Err(ModelError::column(
                             node,
                             &b.name,
-                            format!("key type {} of `{}` differs from {} of `{}`", b.data_type, input_names[i], a.data_type, input_names[0]),
+                            format!(
+                                "key type {} of `{}` differs from {} of `{}`",
+                                b.data_type, input_names[i], a.data_type, input_names[0]
+                            ),
                         ));
                     }
                 }
-                if inputs[i].windowing.window_fn.to_string() != inputs[0].windowing.window_fn.to_string() {
-                    return Err(ModelError::transform(node, format!("input `{}` is windowed differently", input_names[i])));
+                if inputs[i].windowing.window_fn.to_string()
+                    != inputs[0].windowing.window_fn.to_string()
+                {
+                    return Err(ModelError::transform(
+                        node,
+                        format!("input `{}` is windowed differently", input_names[i]),
+                    ));
                 }
             }
             let mut fields = key_fields[0].clone();
@@ -598,13 +757,30 @@ fn infer(
                 for (i, f) in &all {
                     let clash = fields.iter().any(|k| k.name == f.name)
                         || all.iter().filter(|(_, g)| g.name == f.name).count() > 1;
-                    let name = if clash { format!("{}_{}", input_names[*i].replace('.', "_"), f.name) } else { f.name.clone() };
-                    fields.push(Field { name, data_type: f.data_type.clone(), nullable: true });
+                    let name = if clash {
+                        format!("{}_{}", input_names[*i].replace('.', "_"), f.name)
+                    } else {
+                        f.name.clone()
+                    };
+                    fields.push(Field {
+                        name,
+                        data_type: f.data_type.clone(),
+                        nullable: true,
+                    });
                 }
             } else {
                 for (i, input) in inputs.iter().enumerate() {
-                    let rest: Vec<Field> = input.schema.fields.iter().filter(|f| !on[i].contains(&f.name)).cloned().collect();
-                    fields.push(Field::new(input_names[i].replace('.', "_"), DataType::List(Box::new(DataType::Struct(rest)))));
+                    let rest: Vec<Field> = input
+                        .schema
+                        .fields
+                        .iter()
+                        .filter(|f| !on[i].contains(&f.name))
+                        .cloned()
+                        .collect();
+                    fields.push(Field::new(
+                        input_names[i].replace('.', "_"),
+                        DataType::List(Box::new(DataType::Struct(rest))),
+                    ));
                 }
             }
             let mut info = aggregation_output(node, inputs[0], Schema::new(fields));
@@ -622,7 +798,9 @@ fn infer(
                     crate::udf::TimeDomain::ProcessingTime => Feature::ProcessingTimeTimers,
                 });
             }
-            let schema = func.output_schema(&inputs[0].schema).map_err(|m| ModelError::transform(node, m))?;
+            let schema = func
+                .output_schema(&inputs[0].schema)
+                .map_err(|m| ModelError::transform(node, m))?;
             out.push((None, derived(node, inputs[0], schema)));
         }
         Transform::Dedup { keys, ttl } => {
@@ -634,17 +812,30 @@ fn infer(
             }
             out.push((None, derived(node, inputs[0], inputs[0].schema.clone())));
         }
-        Transform::TopN { group_by, order_by, n, .. } => {
+        Transform::TopN {
+            group_by,
+            order_by,
+            n,
+            ..
+        } => {
             arity(node, inputs, 1..=1)?;
             require_columns(node, group_by, &inputs[0].schema)?;
-            let f = require_columns(node, std::slice::from_ref(order_by), &inputs[0].schema)?.remove(0);
+            let f =
+                require_columns(node, std::slice::from_ref(order_by), &inputs[0].schema)?.remove(0);
             if !f.data_type.is_orderable() {
-                return Err(ModelError::column(node, order_by, format!("cannot order by type {}", f.data_type)));
+                return Err(ModelError::column(
+                    node,
+                    order_by,
+                    format!("cannot order by type {}", f.data_type),
+                ));
             }
             if *n == 0 {
                 return Err(ModelError::transform(node, "TopN needs n >= 1"));
             }
-            out.push((None, aggregation_output(node, inputs[0], inputs[0].schema.clone())));
+            out.push((
+                None,
+                aggregation_output(node, inputs[0], inputs[0].schema.clone()),
+            ));
             late_output(node, inputs[0], &mut out);
         }
         Transform::Write { .. } => {
@@ -666,7 +857,9 @@ mod tests {
 
     fn create() -> Transform {
         Transform::Read {
-            source: SourceSpec::Create { elements: vec![serde_json::json!({"a": 1})] },
+            source: SourceSpec::Create {
+                elements: vec![serde_json::json!({"a": 1})],
+            },
             schema: Schema::new(vec![Field::new("a", DataType::Int64)]),
             bad_records: BadRecordPolicy::Fail,
         }
@@ -678,7 +871,10 @@ mod tests {
         p.add("src", vec![], create());
         p.add("f", vec!["src.errors".into()], Transform::Flatten);
         let err = plan(&p).unwrap_err().to_string();
-        assert_eq!(err, "transform `f`: input `src.errors` is not an output of `src` (its outputs: src)");
+        assert_eq!(
+            err,
+            "transform `f`: input `src.errors` is not an output of `src` (its outputs: src)"
+        );
     }
 
     #[test]
@@ -687,7 +883,12 @@ mod tests {
         p.add("f", vec!["src".into()], Transform::Flatten);
         p.add("src", vec![], create());
         let planned = plan(&p).unwrap();
-        let names: Vec<&str> = planned.pipeline.transforms.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = planned
+            .pipeline
+            .transforms
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
         assert_eq!(names, vec!["src", "f"]);
     }
 

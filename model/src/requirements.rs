@@ -93,7 +93,10 @@ impl Feature {
 
     /// The feature's name, e.g. `merging-windows`.
     pub fn name(self) -> String {
-        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 }
 
@@ -131,7 +134,9 @@ pub struct Capabilities {
 impl Capabilities {
     /// Every feature supported natively.
     pub fn all_native() -> Self {
-        Capabilities { features: Feature::ALL.iter().map(|f| (*f, Support::Native)).collect() }
+        Capabilities {
+            features: Feature::ALL.iter().map(|f| (*f, Support::Native)).collect(),
+        }
     }
     /// Overrides the support of one feature.
     pub fn with(mut self, feature: Feature, support: Support) -> Self {
@@ -146,7 +151,9 @@ impl Capabilities {
             .iter()
             .find(|(f, _)| *f == feature)
             .map(|(_, s)| s.clone())
-            .unwrap_or(Support::Unsupported { reason: "not declared by the runner".into() })
+            .unwrap_or(Support::Unsupported {
+                reason: "not declared by the runner".into(),
+            })
     }
     /// The first required feature this runner does not support, with the reason.
     pub fn check(&self, required: &BTreeSet<Feature>) -> Option<(Feature, String)> {
@@ -164,12 +171,25 @@ mod tests {
     #[test]
     fn a_runner_lacking_a_required_feature_is_refused_naming_it() {
         let caps = Capabilities::all_native()
-            .with(Feature::MergingWindows, Support::Unsupported { reason: "sessions are not modelled".into() })
-            .with(Feature::AllowedLateness, Support::Extension { note: "micro-batch style".into() });
+            .with(
+                Feature::MergingWindows,
+                Support::Unsupported {
+                    reason: "sessions are not modelled".into(),
+                },
+            )
+            .with(
+                Feature::AllowedLateness,
+                Support::Extension {
+                    note: "micro-batch style".into(),
+                },
+            );
         let needs: BTreeSet<Feature> = [Feature::Windowing, Feature::AllowedLateness].into();
         assert_eq!(caps.check(&needs), None);
         let needs: BTreeSet<Feature> = [Feature::Windowing, Feature::MergingWindows].into();
-        assert_eq!(caps.check(&needs), Some((Feature::MergingWindows, "sessions are not modelled".into())));
+        assert_eq!(
+            caps.check(&needs),
+            Some((Feature::MergingWindows, "sessions are not modelled".into()))
+        );
         assert_eq!(Feature::MergingWindows.name(), "merging-windows");
     }
 }

@@ -67,7 +67,10 @@ struct OptionsOnly {
 impl PipelineOptions {
     /// Options for `runner` with defaults.
     pub fn for_runner(runner: &str) -> Self {
-        PipelineOptions { runner: runner.to_string(), ..Default::default() }
+        PipelineOptions {
+            runner: runner.to_string(),
+            ..Default::default()
+        }
     }
     /// Parses options from an argument list (the first item is the program name).
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
@@ -106,7 +109,11 @@ impl PipelineOptions {
     /// Refuses flags runner `runner` does not use (`accepted` lists the ones it does), so a
     /// flag is never silently ignored.
     pub fn reject_unused_flags(&self, runner: &str, accepted: &[&str]) -> Result<(), String> {
-        match self.given_flags().into_iter().find(|f| !accepted.contains(f)) {
+        match self
+            .given_flags()
+            .into_iter()
+            .find(|f| !accepted.contains(f))
+        {
             Some(f) => Err(format!("the {runner} runner does not use --{f}")),
             None => Ok(()),
         }
@@ -114,7 +121,11 @@ impl PipelineOptions {
 
     /// One runner-specific setting.
     pub fn setting(&self, key: &str) -> Option<&str> {
-        self.settings.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -161,8 +172,16 @@ mod tests {
 
     #[test]
     fn parses_runner_and_settings_from_args() {
-        let o = PipelineOptions::from_args(["app", "--runner", "microbatch", "--set", "trigger=1s", "--parallelism", "2"])
-            .unwrap();
+        let o = PipelineOptions::from_args([
+            "app",
+            "--runner",
+            "microbatch",
+            "--set",
+            "trigger=1s",
+            "--parallelism",
+            "2",
+        ])
+        .unwrap();
         assert_eq!(o.runner, "microbatch");
         assert_eq!(o.parallelism, Some(2));
         assert_eq!(o.setting("trigger"), Some("1s"));
@@ -172,7 +191,10 @@ mod tests {
     #[test]
     fn a_flag_the_runner_does_not_use_is_refused_by_name() {
         let o = PipelineOptions::from_args(["app", "--trigger", "once"]).unwrap();
-        assert_eq!(o.reject_unused_flags("direct", &[]).unwrap_err(), "the direct runner does not use --trigger");
+        assert_eq!(
+            o.reject_unused_flags("direct", &[]).unwrap_err(),
+            "the direct runner does not use --trigger"
+        );
         assert!(o.reject_unused_flags("microbatch", &["trigger"]).is_ok());
     }
 }

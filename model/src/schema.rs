@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
+use arrow::datatypes::{
+    DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema, TimeUnit,
+};
 
 /// A column type. Timestamps are milliseconds since the epoch, like Spark and Flink.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,7 +38,11 @@ impl DataType {
     pub fn is_orderable(&self) -> bool {
         matches!(
             self,
-            DataType::Boolean | DataType::Int64 | DataType::Float64 | DataType::String | DataType::Timestamp
+            DataType::Boolean
+                | DataType::Int64
+                | DataType::Float64
+                | DataType::String
+                | DataType::Timestamp
         )
     }
 
@@ -51,9 +57,13 @@ impl DataType {
             DataType::List(item) => {
                 ArrowType::List(Arc::new(ArrowField::new("item", item.to_arrow(), true)))
             }
-            DataType::Struct(fields) => {
-                ArrowType::Struct(fields.iter().map(Field::to_arrow).collect::<Vec<_>>().into())
-            }
+            DataType::Struct(fields) => ArrowType::Struct(
+                fields
+                    .iter()
+                    .map(Field::to_arrow)
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
         }
     }
 
@@ -153,7 +163,11 @@ fn default_true() -> bool {
 impl Field {
     /// A nullable field.
     pub fn new(name: impl Into<String>, data_type: DataType) -> Self {
-        Field { name: name.into(), data_type, nullable: true }
+        Field {
+            name: name.into(),
+            data_type,
+            nullable: true,
+        }
     }
     /// The Arrow field this maps to.
     pub fn to_arrow(&self) -> ArrowField {
@@ -188,7 +202,9 @@ impl Schema {
     }
     /// The Arrow schema this maps to.
     pub fn to_arrow(&self) -> Arc<ArrowSchema> {
-        Arc::new(ArrowSchema::new(self.fields.iter().map(Field::to_arrow).collect::<Vec<_>>()))
+        Arc::new(ArrowSchema::new(
+            self.fields.iter().map(Field::to_arrow).collect::<Vec<_>>(),
+        ))
     }
     /// The Weir schema for an Arrow schema, or the name of the first column whose type Weir
     /// does not model.
@@ -198,8 +214,18 @@ impl Schema {
             .iter()
             .map(|f| {
                 DataType::from_arrow(f.data_type())
-                    .map(|t| Field { name: f.name().clone(), data_type: t, nullable: f.is_nullable() })
-                    .ok_or_else(|| format!("column `{}` has unsupported type {}", f.name(), f.data_type()))
+                    .map(|t| Field {
+                        name: f.name().clone(),
+                        data_type: t,
+                        nullable: f.is_nullable(),
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "column `{}` has unsupported type {}",
+                            f.name(),
+                            f.data_type()
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Schema::new)
@@ -239,7 +265,10 @@ mod tests {
     #[test]
     fn parses_type_names() {
         assert_eq!(DataType::parse("int"), Some(DataType::Int64));
-        assert_eq!(DataType::parse("list<double>"), Some(DataType::List(Box::new(DataType::Float64))));
+        assert_eq!(
+            DataType::parse("list<double>"),
+            Some(DataType::List(Box::new(DataType::Float64)))
+        );
         assert_eq!(DataType::parse("blob"), None);
     }
 }

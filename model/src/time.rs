@@ -15,7 +15,9 @@ pub const MAX_TIMESTAMP: Timestamp = i64::MAX / 2;
 ///
 /// Serialized as a whole number of milliseconds; parsed from text as `500ms`, `10s`, `1m`,
 /// `2h`, `1d` or a plain number of seconds (Beam YAML's convention).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Duration(pub i64);
 
@@ -60,7 +62,9 @@ impl Duration {
             format!("`{text}` is not a duration (use e.g. `500ms`, `10s`, `1m`, `2h` or a number of seconds)")
         })?;
         if !value.is_finite() || value < 0.0 {
-            return Err(format!("`{text}` is not a duration: it must be a non-negative number"));
+            return Err(format!(
+                "`{text}` is not a duration: it must be a non-negative number"
+            ));
         }
         let ms = value * unit_ms;
         if ms.fract() != 0.0 {

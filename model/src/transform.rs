@@ -4,9 +4,9 @@
 use crate::expr::Expr;
 use crate::io::{BadRecordPolicy, SinkMetadata, SinkSpec, SourceSpec};
 use crate::schema::Schema;
+use crate::time::Duration;
 use crate::udf::{BatchFn, CombineFn, DoFn, StatefulFn};
 use crate::window::{WatermarkStrategy, WindowingStrategy};
-use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

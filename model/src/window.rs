@@ -20,7 +20,10 @@ pub struct Window {
 
 impl Window {
     /// The global window.
-    pub const GLOBAL: Window = Window { start: crate::time::MIN_TIMESTAMP, end: crate::time::MAX_TIMESTAMP };
+    pub const GLOBAL: Window = Window {
+        start: crate::time::MIN_TIMESTAMP,
+        end: crate::time::MAX_TIMESTAMP,
+    };
 
     /// `[start, end)`.
     pub fn new(start: Timestamp, end: Timestamp) -> Self {
@@ -41,7 +44,10 @@ impl Window {
     }
     /// The smallest window covering both.
     pub fn span(&self, other: &Window) -> Window {
-        Window { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Window {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 }
 
@@ -105,8 +111,13 @@ impl fmt::Display for WindowFn {
             WindowFn::Fixed { size, offset } if offset.0 == 0 => write!(f, "fixed({size})"),
             WindowFn::Fixed { size, offset } => write!(f, "fixed({size}, offset {offset})"),
             WindowFn::Sliding { size, period, .. } => write!(f, "sliding({size} every {period})"),
-            WindowFn::Sessions { gap, gap_expr: None } => write!(f, "sessions(gap {gap})"),
-            WindowFn::Sessions { gap_expr: Some(e), .. } => write!(f, "sessions(gap ms = {e})"),
+            WindowFn::Sessions {
+                gap,
+                gap_expr: None,
+            } => write!(f, "sessions(gap {gap})"),
+            WindowFn::Sessions {
+                gap_expr: Some(e), ..
+            } => write!(f, "sessions(gap ms = {e})"),
             WindowFn::Custom(c) => write!(f, "custom({})", c.name()),
         }
     }
@@ -180,9 +191,9 @@ impl Trigger {
                 out.extend(late.iter().flat_map(|t| t.walk()));
             }
             Trigger::Repeatedly { trigger } => out.extend(trigger.walk()),
-            Trigger::AfterEach { triggers } | Trigger::AfterFirst { triggers } | Trigger::AfterAll { triggers } => {
-                out.extend(triggers.iter().flat_map(|t| t.walk()))
-            }
+            Trigger::AfterEach { triggers }
+            | Trigger::AfterFirst { triggers }
+            | Trigger::AfterAll { triggers } => out.extend(triggers.iter().flat_map(|t| t.walk())),
             Trigger::OrFinally { main, until } => {
                 out.extend(main.walk());
                 out.extend(until.walk());
@@ -403,7 +414,12 @@ pub struct PaneInfo {
 impl PaneInfo {
     /// The pane of unwindowed data: one ON_TIME pane that is first and last
     /// (Beam's `NO_FIRING` is reported as this for simplicity).
-    pub const NO_FIRING: PaneInfo = PaneInfo { timing: PaneTiming::Unknown, index: 0, is_first: true, is_last: true };
+    pub const NO_FIRING: PaneInfo = PaneInfo {
+        timing: PaneTiming::Unknown,
+        index: 0,
+        is_first: true,
+        is_last: true,
+    };
 }
 
 /// How a source's or `AssignTimestamps`' watermark is derived from event times.
@@ -420,7 +436,10 @@ pub struct WatermarkStrategy {
 impl WatermarkStrategy {
     /// Bounded out-of-orderness `delay`, no idleness.
     pub fn bounded(delay: Duration) -> Self {
-        WatermarkStrategy { max_out_of_orderness: delay, idle_timeout: None }
+        WatermarkStrategy {
+            max_out_of_orderness: delay,
+            idle_timeout: None,
+        }
     }
 }
 
@@ -440,7 +459,10 @@ mod tests {
 
     #[test]
     fn windowing_strategy_json_round_trip() {
-        let mut w = WindowingStrategy::new(WindowFn::Fixed { size: Duration::from_mins(1), offset: Duration::ZERO });
+        let mut w = WindowingStrategy::new(WindowFn::Fixed {
+            size: Duration::from_mins(1),
+            offset: Duration::ZERO,
+        });
         w.trigger = Trigger::AfterWatermark {
             early: Some(Box::new(Trigger::AfterCount { count: 2 })),
             late: Some(Box::new(Trigger::AfterCount { count: 1 })),

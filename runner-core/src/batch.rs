@@ -14,7 +14,9 @@
 //! An element in several windows (sliding) appears once per window. Sinks strip the metadata
 //! or turn it into `window_start`/`window_end`/`pane_*` columns as the pipeline asks.
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, Int8Array, RecordBatch, RecordBatchOptions};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, Int8Array, RecordBatch, RecordBatchOptions,
+};
 use arrow::datatypes::{DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema};
 use std::sync::Arc;
 use weir_model::time::{Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
@@ -97,7 +99,11 @@ pub struct ElementMeta {
 impl ElementMeta {
     /// Metadata of an element with timestamp `ts` in the global window, no pane.
     pub fn unwindowed(ts: Timestamp) -> Self {
-        ElementMeta { ts, window: Window::GLOBAL, pane: PaneInfo::NO_FIRING }
+        ElementMeta {
+            ts,
+            window: Window::GLOBAL,
+            pane: PaneInfo::NO_FIRING,
+        }
     }
 }
 
@@ -111,17 +117,33 @@ impl Default for ElementMeta {
 pub fn meta_arrays(metas: &[ElementMeta]) -> Vec<ArrayRef> {
     vec![
         Arc::new(Int64Array::from_iter_values(metas.iter().map(|m| m.ts))),
-        Arc::new(Int64Array::from_iter_values(metas.iter().map(|m| m.window.start))),
-        Arc::new(Int64Array::from_iter_values(metas.iter().map(|m| m.window.end))),
-        Arc::new(Int8Array::from_iter_values(metas.iter().map(|m| timing_code(m.pane.timing)))),
-        Arc::new(Int64Array::from_iter_values(metas.iter().map(|m| m.pane.index as i64))),
-        Arc::new(BooleanArray::from(metas.iter().map(|m| m.pane.is_first).collect::<Vec<_>>())),
-        Arc::new(BooleanArray::from(metas.iter().map(|m| m.pane.is_last).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from_iter_values(
+            metas.iter().map(|m| m.window.start),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            metas.iter().map(|m| m.window.end),
+        )),
+        Arc::new(Int8Array::from_iter_values(
+            metas.iter().map(|m| timing_code(m.pane.timing)),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            metas.iter().map(|m| m.pane.index as i64),
+        )),
+        Arc::new(BooleanArray::from(
+            metas.iter().map(|m| m.pane.is_first).collect::<Vec<_>>(),
+        )),
+        Arc::new(BooleanArray::from(
+            metas.iter().map(|m| m.pane.is_last).collect::<Vec<_>>(),
+        )),
     ]
 }
 
 /// Joins user columns (matching `schema`) with metadata for each row into a batch.
-pub fn with_meta(schema: &Schema, columns: Vec<ArrayRef>, metas: &[ElementMeta]) -> arrow::error::Result<RecordBatch> {
+pub fn with_meta(
+    schema: &Schema,
+    columns: Vec<ArrayRef>,
+    metas: &[ElementMeta],
+) -> arrow::error::Result<RecordBatch> {
     let mut cols = columns;
     cols.extend(meta_arrays(metas));
     RecordBatch::try_new_with_options(
@@ -139,26 +161,58 @@ pub fn user_width(batch: &RecordBatch) -> usize {
 /// The user columns of a batch, as a batch of their own.
 pub fn user_columns(batch: &RecordBatch) -> RecordBatch {
     let n = user_width(batch);
-    batch.project(&(0..n).collect::<Vec<_>>()).expect("projection of existing columns")
+    batch
+        .project(&(0..n).collect::<Vec<_>>())
+        .expect("projection of existing columns")
 }
 
 /// The metadata columns' arrays of a batch: (ts, win_start, win_end).
 pub fn ts_and_window(batch: &RecordBatch) -> (&Int64Array, &Int64Array, &Int64Array) {
     let n = user_width(batch);
-    let get = |i: usize| batch.column(n + i).as_any().downcast_ref::<Int64Array>().expect("int64 metadata column");
+    let get = |i: usize| {
+        batch
+            .column(n + i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64 metadata column")
+    };
     (get(0), get(1), get(2))
 }
 
 /// Reads the metadata of row `row`.
 pub fn meta_at(batch: &RecordBatch, row: usize) -> ElementMeta {
     let n = user_width(batch);
-    let i64_at = |i: usize| batch.column(n + i).as_any().downcast_ref::<Int64Array>().expect("int64").value(row);
-    let timing = batch.column(n + 3).as_any().downcast_ref::<Int8Array>().expect("int8").value(row);
-    let b_at = |i: usize| batch.column(n + i).as_any().downcast_ref::<BooleanArray>().expect("bool").value(row);
+    let i64_at = |i: usize| {
+        batch
+            .column(n + i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64")
+            .value(row)
+    };
+    let timing = batch
+        .column(n + 3)
+        .as_any()
+        .downcast_ref::<Int8Array>()
+        .expect("int8")
+        .value(row);
+    let b_at = |i: usize| {
+        batch
+            .column(n + i)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("bool")
+            .value(row)
+    };
     ElementMeta {
         ts: i64_at(0),
         window: Window::new(i64_at(1), i64_at(2)),
-        pane: PaneInfo { timing: timing_from_code(timing), index: i64_at(4) as u64, is_first: b_at(5), is_last: b_at(6) },
+        pane: PaneInfo {
+            timing: timing_from_code(timing),
+            index: i64_at(4) as u64,
+            is_first: b_at(5),
+            is_last: b_at(6),
+        },
     }
 }
 
@@ -168,7 +222,11 @@ pub fn metas(batch: &RecordBatch) -> Vec<ElementMeta> {
 }
 
 /// Replaces the user columns of `batch` (keeping its metadata) under a new user schema.
-pub fn replace_user_columns(batch: &RecordBatch, schema: &Schema, columns: Vec<ArrayRef>) -> arrow::error::Result<RecordBatch> {
+pub fn replace_user_columns(
+    batch: &RecordBatch,
+    schema: &Schema,
+    columns: Vec<ArrayRef>,
+) -> arrow::error::Result<RecordBatch> {
     let n = user_width(batch);
     let mut cols = columns;
     cols.extend((n..batch.num_columns()).map(|i| batch.column(i).clone()));
@@ -212,8 +270,17 @@ mod tests {
     #[test]
     fn metadata_round_trips_through_a_batch() {
         let schema = Schema::new(vec![Field::new("user", DataType::String)]);
-        let pane = PaneInfo { timing: PaneTiming::Late, index: 2, is_first: false, is_last: true };
-        let m = ElementMeta { ts: 42, window: Window::new(0, 60_000), pane };
+        let pane = PaneInfo {
+            timing: PaneTiming::Late,
+            index: 2,
+            is_first: false,
+            is_last: true,
+        };
+        let m = ElementMeta {
+            ts: 42,
+            window: Window::new(0, 60_000),
+            pane,
+        };
         let b = with_meta(&schema, vec![Arc::new(StringArray::from(vec!["a"]))], &[m]).unwrap();
         assert_eq!(user_width(&b), 1);
         assert_eq!(meta_at(&b, 0), m);

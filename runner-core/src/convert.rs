@@ -5,10 +5,11 @@
 use crate::batch::{self, ElementMeta};
 use crate::error::{ExecError, ExecResult};
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Float16Array, Float32Array, Float64Array,
-    Float64Builder, Int16Array, Int32Array, Int64Array, Int64Builder, Int8Array, LargeStringArray, ListArray,
-    ListBuilder, RecordBatch, StringArray, StringBuilder, StructArray, StructBuilder, TimestampMillisecondArray,
-    TimestampMillisecondBuilder, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    Array, ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Float16Array, Float32Array,
+    Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array, Int64Builder, Int8Array,
+    LargeStringArray, ListArray, ListBuilder, RecordBatch, StringArray, StringBuilder, StructArray,
+    StructBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder, UInt16Array,
+    UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use serde_json::{Number, Value};
@@ -33,7 +34,13 @@ pub fn value_at(array: &dyn Array, row: usize) -> Value {
         };
     }
     match array.data_type() {
-        ArrowType::Boolean => Value::Bool(array.as_any().downcast_ref::<BooleanArray>().unwrap().value(row)),
+        ArrowType::Boolean => Value::Bool(
+            array
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .unwrap()
+                .value(row),
+        ),
         ArrowType::Int8 => num!(Int8Array),
         ArrowType::Int16 => num!(Int16Array),
         ArrowType::Int32 => num!(Int32Array),
@@ -42,22 +49,48 @@ pub fn value_at(array: &dyn Array, row: usize) -> Value {
         ArrowType::UInt16 => num!(UInt16Array),
         ArrowType::UInt32 => num!(UInt32Array),
         ArrowType::UInt64 => num!(UInt64Array),
-        ArrowType::Float16 => Number::from_f64(f64::from(array.as_any().downcast_ref::<Float16Array>().unwrap().value(row)))
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
+        ArrowType::Float16 => Number::from_f64(f64::from(
+            array
+                .as_any()
+                .downcast_ref::<Float16Array>()
+                .unwrap()
+                .value(row),
+        ))
+        .map(Value::Number)
+        .unwrap_or(Value::Null),
         ArrowType::Float32 => float!(Float32Array),
         ArrowType::Float64 => float!(Float64Array),
-        ArrowType::Utf8 => Value::String(array.as_any().downcast_ref::<StringArray>().unwrap().value(row).to_string()),
-        ArrowType::LargeUtf8 => {
-            Value::String(array.as_any().downcast_ref::<LargeStringArray>().unwrap().value(row).to_string())
-        }
-        ArrowType::Timestamp(TimeUnit::Millisecond, _) => {
-            Value::from(array.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap().value(row))
-        }
+        ArrowType::Utf8 => Value::String(
+            array
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(row)
+                .to_string(),
+        ),
+        ArrowType::LargeUtf8 => Value::String(
+            array
+                .as_any()
+                .downcast_ref::<LargeStringArray>()
+                .unwrap()
+                .value(row)
+                .to_string(),
+        ),
+        ArrowType::Timestamp(TimeUnit::Millisecond, _) => Value::from(
+            array
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap()
+                .value(row),
+        ),
         ArrowType::List(_) => {
             let list = array.as_any().downcast_ref::<ListArray>().unwrap();
             let items = list.value(row);
-            Value::Array((0..items.len()).map(|i| value_at(items.as_ref(), i)).collect())
+            Value::Array(
+                (0..items.len())
+                    .map(|i| value_at(items.as_ref(), i))
+                    .collect(),
+            )
         }
         ArrowType::Struct(fields) => {
             let s = array.as_any().downcast_ref::<StructArray>().unwrap();
@@ -82,7 +115,11 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Vec<Row> {
         .map(|(i, f)| (i, f.name().as_str()))
         .collect();
     (0..batch.num_rows())
-        .map(|r| cols.iter().map(|(i, name)| (name.to_string(), value_at(batch.column(*i).as_ref(), r))).collect())
+        .map(|r| {
+            cols.iter()
+                .map(|(i, name)| (name.to_string(), value_at(batch.column(*i).as_ref(), r)))
+                .collect()
+        })
         .collect()
 }
 
@@ -94,7 +131,15 @@ fn mismatch(field: &str, want: &DataType, got: &Value) -> String {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
-        format!("{}...", &s[..s.char_indices().take_while(|(i, _)| *i < 57).last().map(|(i, c)| i + c.len_utf8()).unwrap_or(0)])
+        format!(
+            "{}...",
+            &s[..s
+                .char_indices()
+                .take_while(|(i, _)| *i < 57)
+                .last()
+                .map(|(i, c)| i + c.len_utf8())
+                .unwrap_or(0)]
+        )
     } else {
         s
     }
@@ -107,14 +152,19 @@ fn builder_for(t: &DataType, capacity: usize) -> Box<dyn ArrayBuilder> {
         DataType::Float64 => Box::new(Float64Builder::with_capacity(capacity)),
         DataType::String => Box::new(StringBuilder::with_capacity(capacity, capacity * 8)),
         DataType::Timestamp => Box::new(TimestampMillisecondBuilder::with_capacity(capacity)),
-        DataType::List(item) => Box::new(ListBuilder::new(builder_for(item, 0)).with_field(arrow::datatypes::Field::new(
-            "item",
-            item.to_arrow(),
-            true,
-        ))),
+        DataType::List(item) => Box::new(
+            ListBuilder::new(builder_for(item, 0)).with_field(arrow::datatypes::Field::new(
+                "item",
+                item.to_arrow(),
+                true,
+            )),
+        ),
         DataType::Struct(fields) => Box::new(StructBuilder::new(
             fields.iter().map(|f| f.to_arrow()).collect::<Vec<_>>(),
-            fields.iter().map(|f| builder_for(&f.data_type, capacity)).collect(),
+            fields
+                .iter()
+                .map(|f| builder_for(&f.data_type, capacity))
+                .collect(),
         )),
     }
 }
@@ -123,7 +173,9 @@ fn builder_for(t: &DataType, capacity: usize) -> Box<dyn ArrayBuilder> {
 fn append(b: &mut dyn ArrayBuilder, t: &DataType, v: &Value, field: &str) -> Result<(), String> {
     macro_rules! b {
         ($ty:ty) => {
-            b.as_any_mut().downcast_mut::<$ty>().expect("builder matches type")
+            b.as_any_mut()
+                .downcast_mut::<$ty>()
+                .expect("builder matches type")
         };
     }
     match t {
@@ -141,7 +193,10 @@ fn append(b: &mut dyn ArrayBuilder, t: &DataType, v: &Value, field: &str) -> Res
             match v {
                 Value::Null => b.append_null(),
                 Value::Number(n) if n.is_i64() => b.append_value(n.as_i64().unwrap()),
-                Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) => {
+                Value::Number(n)
+                    if n.as_f64()
+                        .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) =>
+                {
                     b.append_value(n.as_f64().unwrap() as i64)
                 }
                 _ => return Err(mismatch(field, t, v)),
@@ -201,7 +256,12 @@ fn append(b: &mut dyn ArrayBuilder, t: &DataType, v: &Value, field: &str) -> Res
                 Value::Object(o) => {
                     for (i, f) in fields.iter().enumerate() {
                         let child: &mut dyn ArrayBuilder = struct_child(b, i);
-                        append(child, &f.data_type, o.get(&f.name).unwrap_or(&Value::Null), &f.name)?;
+                        append(
+                            child,
+                            &f.data_type,
+                            o.get(&f.name).unwrap_or(&Value::Null),
+                            &f.name,
+                        )?;
                     }
                     b.append(true);
                 }
@@ -237,12 +297,21 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 /// Converts rows to one array per schema column. On failure: the row index and a message
 /// naming the field. Missing fields are null; a non-nullable column refuses null.
 pub fn rows_to_arrays(rows: &[Row], schema: &Schema) -> Result<Vec<ArrayRef>, (usize, String)> {
-    let mut builders: Vec<Box<dyn ArrayBuilder>> =
-        schema.fields.iter().map(|f| builder_for(&f.data_type, rows.len())).collect();
+    let mut builders: Vec<Box<dyn ArrayBuilder>> = schema
+        .fields
+        .iter()
+        .map(|f| builder_for(&f.data_type, rows.len()))
+        .collect();
     for (r, row) in rows.iter().enumerate() {
         check_row(row, schema).map_err(|m| (r, m))?;
         for (f, b) in schema.fields.iter().zip(builders.iter_mut()) {
-            append(b.as_mut(), &f.data_type, row.get(&f.name).unwrap_or(&Value::Null), &f.name).map_err(|m| (r, m))?;
+            append(
+                b.as_mut(),
+                &f.data_type,
+                row.get(&f.name).unwrap_or(&Value::Null),
+                &f.name,
+            )
+            .map_err(|m| (r, m))?;
         }
     }
     Ok(builders.iter_mut().map(|b| b.finish()).collect())
@@ -253,15 +322,23 @@ pub fn check_row(row: &Row, schema: &Schema) -> Result<(), String> {
     for f in &schema.fields {
         let v = row.get(&f.name).unwrap_or(&Value::Null);
         if v.is_null() && !f.nullable {
-            return Err(format!("field `{}`: missing or null, but the column is not nullable", f.name));
+            return Err(format!(
+                "field `{}`: missing or null, but the column is not nullable",
+                f.name
+            ));
         }
     }
     Ok(())
 }
 
 /// Rows and their metadata to a batch of `schema`.
-pub fn rows_to_batch(rows: &[Row], metas: &[ElementMeta], schema: &Schema) -> ExecResult<RecordBatch> {
-    let arrays = rows_to_arrays(rows, schema).map_err(|(r, m)| ExecError::Internal(format!("row {r}: {m}")))?;
+pub fn rows_to_batch(
+    rows: &[Row],
+    metas: &[ElementMeta],
+    schema: &Schema,
+) -> ExecResult<RecordBatch> {
+    let arrays = rows_to_arrays(rows, schema)
+        .map_err(|(r, m)| ExecError::Internal(format!("row {r}: {m}")))?;
     Ok(batch::with_meta(schema, arrays, metas)?)
 }
 
@@ -283,8 +360,14 @@ mod tests {
     #[test]
     fn rows_round_trip_through_arrow() {
         let rows: Vec<Row> = vec![
-            json!({"user": "a", "n": 1, "ts": 1000, "tags": ["x", "y"]}).as_object().unwrap().clone(),
-            json!({"user": null, "n": 2, "ts": "1970-01-01T00:00:02Z", "tags": []}).as_object().unwrap().clone(),
+            json!({"user": "a", "n": 1, "ts": 1000, "tags": ["x", "y"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            json!({"user": null, "n": 2, "ts": "1970-01-01T00:00:02Z", "tags": []})
+                .as_object()
+                .unwrap()
+                .clone(),
         ];
         let metas = vec![ElementMeta::default(); 2];
         let b = rows_to_batch(&rows, &metas, &schema()).unwrap();
@@ -298,7 +381,10 @@ mod tests {
     fn type_mismatch_names_row_and_field() {
         let rows: Vec<Row> = vec![
             json!({"user": "a", "n": 1}).as_object().unwrap().clone(),
-            json!({"user": "b", "n": "two"}).as_object().unwrap().clone(),
+            json!({"user": "b", "n": "two"})
+                .as_object()
+                .unwrap()
+                .clone(),
         ];
         let (r, msg) = rows_to_arrays(&rows, &schema()).unwrap_err();
         assert_eq!(r, 1);

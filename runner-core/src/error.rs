@@ -52,11 +52,17 @@ pub enum ExecError {
 impl ExecError {
     /// A transform-level error.
     pub fn transform(transform: impl Into<String>, message: impl Into<String>) -> Self {
-        ExecError::Transform { transform: transform.into(), message: message.into() }
+        ExecError::Transform {
+            transform: transform.into(),
+            message: message.into(),
+        }
     }
     /// An I/O error with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        ExecError::Io { context: context.into(), source }
+        ExecError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use weir_model::time::{Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use weir_model::transform::Transform;
 use weir_runner_core::batch::ElementMeta;
 use weir_runner_core::io::{build_source, SinkRegistry, Source, SourcePoll};
-use weir_runner_core::operator::{build_operator, BuildEnv, Operator, OperatorContext, OperatorMetrics};
+use weir_runner_core::operator::{
+    build_operator, BuildEnv, Operator, OperatorContext, OperatorMetrics,
+};
 use weir_runner_core::{convert, ExecResult};
 
 /// Where processing time comes from.
@@ -97,7 +99,10 @@ impl<'p> Executor<'p> {
         clock: Clock,
         scripted: &BTreeMap<String, u32>,
     ) -> anyhow::Result<Self> {
-        let mut env = BuildEnv { partitions: BTreeMap::new(), sinks: sinks.clone() };
+        let mut env = BuildEnv {
+            partitions: BTreeMap::new(),
+            sinks: sinks.clone(),
+        };
         let mut nodes = Vec::new();
         let mut consumers: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
         for (i, node) in plan.pipeline.transforms.iter().enumerate() {
@@ -105,7 +110,11 @@ impl<'p> Executor<'p> {
                 consumers.entry(input.clone()).or_default().push((i, j));
             }
             let kind = match &node.transform {
-                Transform::Read { source, schema, bad_records } => {
+                Transform::Read {
+                    source,
+                    schema,
+                    bad_records,
+                } => {
                     let (source, parts) = match scripted.get(&node.name) {
                         Some(parts) => (None, *parts),
                         None => {
@@ -132,16 +141,23 @@ impl<'p> Executor<'p> {
                 t => {
                     // Element-wise transforms keep their input's partitioning (so
                     // AssignTimestamps sees source partitions); aggregations have one.
-                    let parts = if t.is_aggregation() || matches!(t, Transform::StatefulParDo { .. } | Transform::Dedup { .. }) {
+                    let parts = if t.is_aggregation()
+                        || matches!(t, Transform::StatefulParDo { .. } | Transform::Dedup { .. })
+                    {
                         1
                     } else {
-                        node.inputs.iter().map(|i| env.partitions.get(i).copied().unwrap_or(1)).max().unwrap_or(1)
+                        node.inputs
+                            .iter()
+                            .map(|i| env.partitions.get(i).copied().unwrap_or(1))
+                            .max()
+                            .unwrap_or(1)
                     };
                     for out in plan.outputs_of(&node.name) {
                         env.partitions.insert(out.to_string(), parts);
                     }
                     Kind::Operator(
-                        build_operator(plan, node, &env).with_context(|| format!("building transform `{}`", node.name))?,
+                        build_operator(plan, node, &env)
+                            .with_context(|| format!("building transform `{}`", node.name))?,
                     )
                 }
             };
@@ -153,7 +169,15 @@ impl<'p> Executor<'p> {
                 metrics: OperatorMetrics::default(),
             });
         }
-        Ok(Executor { plan, nodes, consumers, queue: VecDeque::new(), clock, sinks, trace: Vec::new() })
+        Ok(Executor {
+            plan,
+            nodes,
+            consumers,
+            queue: VecDeque::new(),
+            clock,
+            sinks,
+            trace: Vec::new(),
+        })
     }
 
     fn now(&self) -> Timestamp {
@@ -175,7 +199,12 @@ impl<'p> Executor<'p> {
             };
             if let Some(cs) = self.consumers.get(&collection) {
                 for &(node, input) in cs {
-                    self.queue.push_back(Delivery { node, input, partition, batch: batch.clone() });
+                    self.queue.push_back(Delivery {
+                        node,
+                        input,
+                        partition,
+                        batch: batch.clone(),
+                    });
                 }
             }
         }
@@ -187,14 +216,22 @@ impl<'p> Executor<'p> {
             .iter()
             .map(|c| {
                 let producer = weir_model::pipeline::split_collection(c).0;
-                self.nodes.iter().find(|n| n.name == producer).map(|n| n.output_watermark).unwrap_or(MIN_TIMESTAMP)
+                self.nodes
+                    .iter()
+                    .find(|n| n.name == producer)
+                    .map(|n| n.output_watermark)
+                    .unwrap_or(MIN_TIMESTAMP)
             })
             .min()
             .unwrap_or(MAX_TIMESTAMP)
     }
 
     fn context(&self, i: usize) -> OperatorContext {
-        OperatorContext::new(self.nodes[i].name.clone(), self.now(), self.input_watermark(i))
+        OperatorContext::new(
+            self.nodes[i].name.clone(),
+            self.now(),
+            self.input_watermark(i),
+        )
     }
 
     fn absorb(&mut self, i: usize, ctx: &mut OperatorContext, partition: u32) {
@@ -290,7 +327,13 @@ impl<'p> Executor<'p> {
         self.propagate_watermarks()
     }
 
-    fn emit_source_batch(&mut self, i: usize, partition: u32, data: RecordBatch, dead: Option<RecordBatch>) {
+    fn emit_source_batch(
+        &mut self,
+        i: usize,
+        partition: u32,
+        data: RecordBatch,
+        dead: Option<RecordBatch>,
+    ) {
         if let Some(dead) = dead {
             self.nodes[i].metrics.dead_letters += dead.num_rows() as u64;
             if let Kind::Source(s) = &self.nodes[i].kind {
@@ -312,11 +355,15 @@ impl<'p> Executor<'p> {
             };
             for p in 0..parts {
                 let now = self.now();
-                let Kind::Source(s) = &mut self.nodes[i].kind else { unreachable!() };
+                let Kind::Source(s) = &mut self.nodes[i].kind else {
+                    unreachable!()
+                };
                 if s.ended[p] {
                     continue;
                 }
-                let Some(source) = s.source.as_mut() else { continue };
+                let Some(source) = s.source.as_mut() else {
+                    continue;
+                };
                 match source.poll(p as u32, bundle_size, now)? {
                     SourcePoll::Batch { data, dead_letters } => {
                         progressed = true;
@@ -374,7 +421,10 @@ impl<'p> Executor<'p> {
             }
             if !progressed {
                 let now = self.now();
-                let wake = self.next_wakeup().unwrap_or(now + 50).clamp(now + 1, now + 200);
+                let wake = self
+                    .next_wakeup()
+                    .unwrap_or(now + 50)
+                    .clamp(now + 1, now + 200);
                 std::thread::sleep(std::time::Duration::from_millis((wake - now) as u64));
             }
         }
@@ -386,9 +436,16 @@ impl<'p> Executor<'p> {
         // Sources not fed by the stream are read completely first; they must be bounded.
         for n in &self.nodes {
             if let Kind::Source(s) = &n.kind {
-                let spec = self.plan.collection(&n.name).map(|c| c.bounded).unwrap_or(true);
+                let spec = self
+                    .plan
+                    .collection(&n.name)
+                    .map(|c| c.bounded)
+                    .unwrap_or(true);
                 if !s.scripted && !spec {
-                    bail!("source `{}` is unbounded and not fed by the test stream", n.name);
+                    bail!(
+                        "source `{}` is unbounded and not fed by the test stream",
+                        n.name
+                    );
                 }
             }
         }
@@ -398,22 +455,38 @@ impl<'p> Executor<'p> {
         self.settle()?;
         for step in &stream.steps {
             match step {
-                TestStep::AddElements { source, partition, elements } => {
-                    let idx = self.nodes.iter().position(|n| &n.name == source).expect("checked above");
+                TestStep::AddElements {
+                    source,
+                    partition,
+                    elements,
+                } => {
+                    let idx = self
+                        .nodes
+                        .iter()
+                        .position(|n| &n.name == source)
+                        .expect("checked above");
                     let schema = &self
                         .plan
                         .collection(source)
                         .ok_or_else(|| anyhow!("no collection `{source}`"))?
                         .schema;
                     let rows: Vec<_> = elements.iter().map(|(r, _)| r.clone()).collect();
-                    let metas: Vec<ElementMeta> = elements.iter().map(|(_, ts)| ElementMeta::unwindowed(*ts)).collect();
+                    let metas: Vec<ElementMeta> = elements
+                        .iter()
+                        .map(|(_, ts)| ElementMeta::unwindowed(*ts))
+                        .collect();
                     let arrays = convert::rows_to_arrays(&rows, schema).map_err(|(r, m)| {
-                        anyhow!("test stream element {} for `{source}` does not fit its schema: {m}", r + 1)
+                        anyhow!(
+                            "test stream element {} for `{source}` does not fit its schema: {m}",
+                            r + 1
+                        )
                     })?;
                     let batch = weir_runner_core::batch::with_meta(schema, arrays, &metas)?;
                     self.emit_source_batch(idx, *partition, batch, None);
                 }
-                TestStep::AdvanceWatermarkTo { watermark } => self.set_scripted_watermark(*watermark),
+                TestStep::AdvanceWatermarkTo { watermark } => {
+                    self.set_scripted_watermark(*watermark)
+                }
                 TestStep::AdvanceProcessingTime { by } => {
                     if let Clock::Manual(t) = &mut self.clock {
                         *t += by.millis();
@@ -444,15 +517,25 @@ impl<'p> Executor<'p> {
         for n in &self.nodes {
             let kind = self.plan.pipeline.node(&n.name).map(|t| &t.transform);
             if let Some(Transform::Write { .. }) = kind {
-                report.rows_written.insert(n.name.clone(), n.metrics.rows_written);
+                report
+                    .rows_written
+                    .insert(n.name.clone(), n.metrics.rows_written);
             }
             if n.metrics.late_dropped > 0 {
-                report.late_dropped.insert(n.name.clone(), n.metrics.late_dropped);
+                report
+                    .late_dropped
+                    .insert(n.name.clone(), n.metrics.late_dropped);
             }
             if n.metrics.dead_letters > 0 {
-                report.dead_letters.insert(n.name.clone(), n.metrics.dead_letters);
+                report
+                    .dead_letters
+                    .insert(n.name.clone(), n.metrics.dead_letters);
             }
         }
-        DirectRun { report, sinks: self.sinks, trace: self.trace }
+        DirectRun {
+            report,
+            sinks: self.sinks,
+            trace: self.trace,
+        }
     }
 }

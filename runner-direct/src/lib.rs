@@ -54,17 +54,29 @@ impl DirectRunner {
     pub fn execute(&self, plan: &Plan, options: &PipelineOptions) -> anyhow::Result<DirectRun> {
         self.check(plan)?;
         let bundle_size = bundle_size(options)?;
-        let mut run = executor::Executor::new(plan, self.sinks.clone(), executor::Clock::Wall, &Default::default())?;
+        let mut run = executor::Executor::new(
+            plan,
+            self.sinks.clone(),
+            executor::Clock::Wall,
+            &Default::default(),
+        )?;
         run.run_to_completion(bundle_size)?;
         Ok(run.finish())
     }
 
     /// Runs `plan` driven by a test stream on a manual clock starting at 0.
-    pub fn execute_test_stream(&self, plan: &Plan, stream: &TestStream) -> anyhow::Result<DirectRun> {
+    pub fn execute_test_stream(
+        &self,
+        plan: &Plan,
+        stream: &TestStream,
+    ) -> anyhow::Result<DirectRun> {
         self.check(plan)?;
         let mut scripted = std::collections::BTreeMap::new();
         for step in &stream.steps {
-            if let TestStep::AddElements { source, partition, .. } = step {
+            if let TestStep::AddElements {
+                source, partition, ..
+            } = step
+            {
                 match plan.pipeline.node(source).map(|n| &n.transform) {
                     Some(weir_model::transform::Transform::Read { .. }) => {}
                     Some(_) => anyhow::bail!("the test stream feeds `{source}`, which is not a Read transform"),
@@ -74,18 +86,28 @@ impl DirectRunner {
                 *parts = (*parts).max(partition + 1);
             }
         }
-        let mut run = executor::Executor::new(plan, self.sinks.clone(), executor::Clock::Manual(0), &scripted)?;
+        let mut run = executor::Executor::new(
+            plan,
+            self.sinks.clone(),
+            executor::Clock::Manual(0),
+            &scripted,
+        )?;
         run.run_test_stream(stream)?;
         Ok(run.finish())
     }
 }
 
 fn bundle_size(options: &PipelineOptions) -> anyhow::Result<usize> {
-    options.reject_unused_flags("direct", &[]).map_err(anyhow::Error::msg)?;
+    options
+        .reject_unused_flags("direct", &[])
+        .map_err(anyhow::Error::msg)?;
     for (k, _) in &options.settings {
         if !SETTINGS.iter().any(|(name, _)| name == k) {
             let known: Vec<&str> = SETTINGS.iter().map(|(n, _)| *n).collect();
-            anyhow::bail!("the direct runner has no setting `{k}` (settings: {})", known.join(", "));
+            anyhow::bail!(
+                "the direct runner has no setting `{k}` (settings: {})",
+                known.join(", ")
+            );
         }
     }
     match options.setting("bundle_size") {
@@ -108,6 +130,9 @@ impl Runner for DirectRunner {
         Capabilities::all_native()
     }
     fn run(&self, plan: &Plan, options: &PipelineOptions) -> Result<RunReport, RunError> {
-        Ok(self.execute(plan, options).map_err(|e| -> RunError { e.into() })?.report)
+        Ok(self
+            .execute(plan, options)
+            .map_err(|e| -> RunError { e.into() })?
+            .report)
     }
 }

@@ -50,8 +50,17 @@ impl TestStream {
         self.add_elements_to(source, 0, elements)
     }
     /// Adds rows with event timestamps to a partition of `source`.
-    pub fn add_elements_to(mut self, source: &str, partition: u32, elements: Vec<(Row, Timestamp)>) -> Self {
-        self.steps.push(TestStep::AddElements { source: source.to_string(), partition, elements });
+    pub fn add_elements_to(
+        mut self,
+        source: &str,
+        partition: u32,
+        elements: Vec<(Row, Timestamp)>,
+    ) -> Self {
+        self.steps.push(TestStep::AddElements {
+            source: source.to_string(),
+            partition,
+            elements,
+        });
         self
     }
     /// Advances the watermark.

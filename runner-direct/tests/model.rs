@@ -6,7 +6,9 @@ use weir_model::io::{SinkMetadata, SinkSpec, SourceSpec};
 use weir_model::plan::Plan;
 use weir_model::time::{Duration, MAX_TIMESTAMP};
 use weir_model::transform::{AggregateFn, Aggregation, Transform};
-use weir_model::udf::{Row, StateKind, StateSpec, StatefulContext, StatefulFn, TimeDomain, TimerSpec};
+use weir_model::udf::{
+    Row, StateKind, StateSpec, StatefulContext, StatefulFn, TimeDomain, TimerSpec,
+};
 use weir_model::window::{
     AccumulationMode, LateDataPolicy, PaneTiming, Trigger, Window, WindowFn, WindowingStrategy,
 };
@@ -14,7 +16,10 @@ use weir_model::{expr::col, plan, DataType, Field, Pipeline, Schema};
 use weir_runner_direct::{DirectRun, DirectRunner, TestStream};
 
 fn schema() -> Schema {
-    Schema::new(vec![Field::new("user", DataType::String), Field::new("n", DataType::Int64)])
+    Schema::new(vec![
+        Field::new("user", DataType::String),
+        Field::new("n", DataType::Int64),
+    ])
 }
 
 fn row(user: &str, n: i64) -> Row {
@@ -33,40 +38,65 @@ fn counting_pipeline(windowing: WindowingStrategy) -> Plan {
         "events",
         vec![],
         Transform::Read {
-            source: SourceSpec::Memory { name: "events".into() },
+            source: SourceSpec::Memory {
+                name: "events".into(),
+            },
             schema: schema(),
             bad_records: Default::default(),
         },
     );
-    p.add("window", vec!["events".into()], Transform::WindowInto { windowing });
+    p.add(
+        "window",
+        vec!["events".into()],
+        Transform::WindowInto { windowing },
+    );
     p.add(
         "count",
         vec!["window".into()],
         Transform::Combine {
             group_by: vec!["user".into()],
             aggregations: vec![
-                Aggregation { name: "count".into(), func: AggregateFn::Count, input: None },
-                Aggregation { name: "total".into(), func: AggregateFn::Sum, input: Some(col("n")) },
+                Aggregation {
+                    name: "count".into(),
+                    func: AggregateFn::Count,
+                    input: None,
+                },
+                Aggregation {
+                    name: "total".into(),
+                    func: AggregateFn::Sum,
+                    input: Some(col("n")),
+                },
             ],
         },
     );
     p.add(
         "out",
         vec!["count".into()],
-        Transform::Write { sink: SinkSpec::Memory { name: "out".into() }, metadata: SinkMetadata::default() },
+        Transform::Write {
+            sink: SinkSpec::Memory { name: "out".into() },
+            metadata: SinkMetadata::default(),
+        },
     );
     if let Some(tag) = late_tag {
         p.add(
             "late_out",
             vec![format!("count.{tag}")],
-            Transform::Write { sink: SinkSpec::Memory { name: "late".into() }, metadata: SinkMetadata::default() },
+            Transform::Write {
+                sink: SinkSpec::Memory {
+                    name: "late".into(),
+                },
+                metadata: SinkMetadata::default(),
+            },
         );
     }
     plan(&p).expect("test pipeline plans")
 }
 
 fn fixed(size_ms: i64) -> WindowingStrategy {
-    WindowingStrategy::new(WindowFn::Fixed { size: Duration(size_ms), offset: Duration::ZERO })
+    WindowingStrategy::new(WindowFn::Fixed {
+        size: Duration(size_ms),
+        offset: Duration::ZERO,
+    })
 }
 
 /// A pane as the tests compare it: (user, count, total, window, timing, index, first, last).
@@ -74,7 +104,9 @@ type Pane = (String, i64, i64, Window, PaneTiming, u64, bool, bool);
 
 fn run(plan: &Plan, stream: TestStream) -> (Vec<Pane>, DirectRun) {
     let runner = DirectRunner::new();
-    let run = runner.execute_test_stream(plan, &stream).expect("run succeeds");
+    let run = runner
+        .execute_test_stream(plan, &stream)
+        .expect("run succeeds");
     let panes = run
         .sinks
         .rows("out")
@@ -95,8 +127,26 @@ fn run(plan: &Plan, stream: TestStream) -> (Vec<Pane>, DirectRun) {
     (panes, run)
 }
 
-fn pane(user: &str, count: i64, total: i64, w: (i64, i64), timing: PaneTiming, index: u64, first: bool, last: bool) -> Pane {
-    (user.to_string(), count, total, Window::new(w.0, w.1), timing, index, first, last)
+fn pane(
+    user: &str,
+    count: i64,
+    total: i64,
+    w: (i64, i64),
+    timing: PaneTiming,
+    index: u64,
+    first: bool,
+    last: bool,
+) -> Pane {
+    (
+        user.to_string(),
+        count,
+        total,
+        Window::new(w.0, w.1),
+        timing,
+        index,
+        first,
+        last,
+    )
 }
 
 use PaneTiming::{Early, Late, OnTime};
@@ -105,13 +155,23 @@ use PaneTiming::{Early, Late, OnTime};
 fn on_time_pane_fires_once_the_watermark_passes_the_end_of_the_window() {
     let plan = counting_pipeline(fixed(10_000));
     let stream = TestStream::new()
-        .add_elements("events", vec![(row("a", 1), 1_000), (row("a", 2), 5_000), (row("b", 7), 9_999)])
+        .add_elements(
+            "events",
+            vec![
+                (row("a", 1), 1_000),
+                (row("a", 2), 5_000),
+                (row("b", 7), 9_999),
+            ],
+        )
         .advance_watermark_to(9_999)
         .advance_watermark_to(10_000);
     let (panes, run) = run(&plan, stream);
     assert_eq!(
         panes,
-        vec![pane("a", 2, 3, (0, 10_000), OnTime, 0, true, true), pane("b", 1, 7, (0, 10_000), OnTime, 0, true, true)]
+        vec![
+            pane("a", 2, 3, (0, 10_000), OnTime, 0, true, true),
+            pane("b", 1, 7, (0, 10_000), OnTime, 0, true, true)
+        ]
     );
     // Both panes became visible when the watermark reached 10 000, not before.
     let out = run.sinks.rows("out");
@@ -126,7 +186,10 @@ fn late_data_is_dropped_and_counted_without_allowed_lateness() {
         .advance_watermark_to(10_000)
         .add_elements("events", vec![(row("a", 5), 3_000)]);
     let (panes, run) = run(&plan, stream);
-    assert_eq!(panes, vec![pane("a", 1, 1, (0, 10_000), OnTime, 0, true, true)]);
+    assert_eq!(
+        panes,
+        vec![pane("a", 1, 1, (0, 10_000), OnTime, 0, true, true)]
+    );
     assert_eq!(run.report.late_dropped.get("count"), Some(&1));
 }
 
@@ -140,8 +203,16 @@ fn late_data_goes_to_the_side_output_when_the_pipeline_asks() {
         .advance_watermark_to(10_000)
         .add_elements("events", vec![(row("a", 5), 3_000)]);
     let (panes, run) = run(&plan, stream);
-    assert_eq!(panes, vec![pane("a", 1, 1, (0, 10_000), OnTime, 0, true, true)]);
-    let late: Vec<Value> = run.sinks.rows("late").into_iter().map(|r| Value::Object(r.row)).collect();
+    assert_eq!(
+        panes,
+        vec![pane("a", 1, 1, (0, 10_000), OnTime, 0, true, true)]
+    );
+    let late: Vec<Value> = run
+        .sinks
+        .rows("late")
+        .into_iter()
+        .map(|r| Value::Object(r.row))
+        .collect();
     assert_eq!(late, vec![json!({"user": "a", "n": 5})]);
     assert_eq!(run.report.late_dropped.get("count"), None);
 }
@@ -167,7 +238,10 @@ fn lateness_stream() -> TestStream {
 
 #[test]
 fn allowed_lateness_refires_the_window_with_late_panes() {
-    let (panes, run) = run(&with_lateness(AccumulationMode::Discarding), lateness_stream());
+    let (panes, run) = run(
+        &with_lateness(AccumulationMode::Discarding),
+        lateness_stream(),
+    );
     assert_eq!(
         panes,
         vec![
@@ -181,7 +255,10 @@ fn allowed_lateness_refires_the_window_with_late_panes() {
 
 #[test]
 fn accumulating_panes_repeat_everything_seen_so_far() {
-    let (panes, _) = run(&with_lateness(AccumulationMode::Accumulating), lateness_stream());
+    let (panes, _) = run(
+        &with_lateness(AccumulationMode::Accumulating),
+        lateness_stream(),
+    );
     assert_eq!(
         panes,
         vec![
@@ -196,7 +273,9 @@ fn accumulating_panes_repeat_everything_seen_so_far() {
 fn early_firings_emit_early_panes_before_the_watermark() {
     let mut w = fixed(10_000);
     w.trigger = Trigger::AfterWatermark {
-        early: Some(Box::new(Trigger::Repeatedly { trigger: Box::new(Trigger::AfterCount { count: 2 }) })),
+        early: Some(Box::new(Trigger::Repeatedly {
+            trigger: Box::new(Trigger::AfterCount { count: 2 }),
+        })),
         late: None,
     };
     let plan = counting_pipeline(w);
@@ -207,7 +286,10 @@ fn early_firings_emit_early_panes_before_the_watermark() {
     let (panes, _) = run(&plan, stream);
     assert_eq!(
         panes,
-        vec![pane("a", 2, 3, (0, 10_000), Early, 0, true, false), pane("a", 1, 3, (0, 10_000), OnTime, 1, false, true)]
+        vec![
+            pane("a", 2, 3, (0, 10_000), Early, 0, true, false),
+            pane("a", 1, 3, (0, 10_000), OnTime, 1, false, true)
+        ]
     );
 }
 
@@ -216,7 +298,9 @@ fn processing_time_early_firing_waits_for_its_delay() {
     let mut w = fixed(10_000);
     w.trigger = Trigger::AfterWatermark {
         early: Some(Box::new(Trigger::Repeatedly {
-            trigger: Box::new(Trigger::AfterProcessingTime { delay: Duration::from_secs(5) }),
+            trigger: Box::new(Trigger::AfterProcessingTime {
+                delay: Duration::from_secs(5),
+            }),
         })),
         late: None,
     };
@@ -229,14 +313,20 @@ fn processing_time_early_firing_waits_for_its_delay() {
         .advance_watermark_to(10_000);
     let (panes, run) = run(&plan, stream);
     // The ON_TIME firing finds the pane empty and emits nothing (fire-if-non-empty).
-    assert_eq!(panes, vec![pane("a", 2, 3, (0, 10_000), Early, 0, true, false)]);
+    assert_eq!(
+        panes,
+        vec![pane("a", 2, 3, (0, 10_000), Early, 0, true, false)]
+    );
     // The early pane became visible at processing time 5 s, when its delay expired.
     assert_eq!(run.sinks.rows("out")[0].visible_at, 5_000);
 }
 
 #[test]
 fn sessions_merge_when_a_late_element_bridges_two_fired_sessions() {
-    let mut w = WindowingStrategy::new(WindowFn::Sessions { gap: Duration::from_secs(10), gap_expr: None });
+    let mut w = WindowingStrategy::new(WindowFn::Sessions {
+        gap: Duration::from_secs(10),
+        gap_expr: None,
+    });
     w.allowed_lateness = Duration::from_secs(60);
     w.accumulation = AccumulationMode::Accumulating;
     let plan = counting_pipeline(w);
@@ -245,23 +335,42 @@ fn sessions_merge_when_a_late_element_bridges_two_fired_sessions() {
         .advance_watermark_to(30_000)
         .add_elements("events", vec![(row("a", 4), 8_000)]);
     let (panes, _) = run(&plan, stream);
-    assert_eq!(panes[0], pane("a", 1, 1, (0, 10_000), OnTime, 0, true, false));
-    assert_eq!(panes[1], pane("a", 1, 2, (15_000, 25_000), OnTime, 0, true, false));
+    assert_eq!(
+        panes[0],
+        pane("a", 1, 1, (0, 10_000), OnTime, 0, true, false)
+    );
+    assert_eq!(
+        panes[1],
+        pane("a", 1, 2, (15_000, 25_000), OnTime, 0, true, false)
+    );
     // The bridging element merges both sessions into one window covering all three.
     let merged = &panes[2];
-    assert_eq!((merged.1, merged.2, merged.3, merged.4), (3, 7, Window::new(0, 25_000), Late));
+    assert_eq!(
+        (merged.1, merged.2, merged.3, merged.4),
+        (3, 7, Window::new(0, 25_000), Late)
+    );
     assert_eq!(panes.len(), 3, "{panes:?}");
 }
 
 #[test]
 fn global_window_with_a_repeated_count_trigger_fires_every_n_elements() {
     let mut w = WindowingStrategy::new(WindowFn::Global);
-    w.trigger = Trigger::Repeatedly { trigger: Box::new(Trigger::AfterCount { count: 2 }) };
+    w.trigger = Trigger::Repeatedly {
+        trigger: Box::new(Trigger::AfterCount { count: 2 }),
+    };
     let plan = counting_pipeline(w);
     let elements: Vec<(Row, i64)> = (1..=5).map(|i| (row("a", i), i * 1000)).collect();
     let (panes, _) = run(&plan, TestStream::new().add_elements("events", elements));
-    let summary: Vec<(i64, i64, PaneTiming, u64, bool)> = panes.iter().map(|p| (p.1, p.2, p.4, p.5, p.7)).collect();
-    assert_eq!(summary, vec![(2, 3, Early, 0, false), (2, 7, Early, 1, false), (1, 5, OnTime, 2, true)]);
+    let summary: Vec<(i64, i64, PaneTiming, u64, bool)> =
+        panes.iter().map(|p| (p.1, p.2, p.4, p.5, p.7)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (2, 3, Early, 0, false),
+            (2, 7, Early, 1, false),
+            (1, 5, OnTime, 2, true)
+        ]
+    );
     assert!(panes.iter().all(|p| p.3 == Window::GLOBAL));
 }
 
@@ -273,13 +382,22 @@ struct EchoLater;
 #[typetag::serde]
 impl StatefulFn for EchoLater {
     fn state(&self) -> Vec<StateSpec> {
-        vec![StateSpec { name: "seen".into(), kind: StateKind::Value }]
+        vec![StateSpec {
+            name: "seen".into(),
+            kind: StateKind::Value,
+        }]
     }
     fn timers(&self) -> Vec<TimerSpec> {
-        vec![TimerSpec { name: "echo".into(), domain: TimeDomain::EventTime }]
+        vec![TimerSpec {
+            name: "echo".into(),
+            domain: TimeDomain::EventTime,
+        }]
     }
     fn output_schema(&self, _input: &Schema) -> Result<Schema, String> {
-        Ok(Schema::new(vec![Field::new("user", DataType::String), Field::new("fired_at", DataType::Int64)]))
+        Ok(Schema::new(vec![
+            Field::new("user", DataType::String),
+            Field::new("fired_at", DataType::Int64),
+        ]))
     }
     fn process(&self, _row: &Row, ctx: &mut dyn StatefulContext) -> Result<(), String> {
         ctx.set_value("seen", json!(true));
@@ -290,7 +408,12 @@ impl StatefulFn for EchoLater {
     fn on_timer(&self, _timer: &str, ctx: &mut dyn StatefulContext) -> Result<(), String> {
         let user = ctx.key()["user"].clone();
         let at = ctx.timestamp();
-        ctx.emit(json!({"user": user, "fired_at": at}).as_object().unwrap().clone());
+        ctx.emit(
+            json!({"user": user, "fired_at": at})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         Ok(())
     }
 }
@@ -301,27 +424,64 @@ fn event_time_timers_fire_in_timestamp_order_once_the_watermark_passes() {
     p.add(
         "events",
         vec![],
-        Transform::Read { source: SourceSpec::Memory { name: "events".into() }, schema: schema(), bad_records: Default::default() },
+        Transform::Read {
+            source: SourceSpec::Memory {
+                name: "events".into(),
+            },
+            schema: schema(),
+            bad_records: Default::default(),
+        },
     );
-    p.add("echo", vec!["events".into()], Transform::StatefulParDo { keys: vec!["user".into()], func: Box::new(EchoLater) });
+    p.add(
+        "echo",
+        vec!["events".into()],
+        Transform::StatefulParDo {
+            keys: vec!["user".into()],
+            func: Box::new(EchoLater),
+        },
+    );
     p.add(
         "out",
         vec!["echo".into()],
-        Transform::Write { sink: SinkSpec::Memory { name: "out".into() }, metadata: SinkMetadata::default() },
+        Transform::Write {
+            sink: SinkSpec::Memory { name: "out".into() },
+            metadata: SinkMetadata::default(),
+        },
     );
     let plan = plan(&p).unwrap();
     let stream = TestStream::new()
-        .add_elements("events", vec![(row("a", 0), 5_000), (row("b", 0), 1_000), (row("c", 0), 3_000)])
+        .add_elements(
+            "events",
+            vec![
+                (row("a", 0), 5_000),
+                (row("b", 0), 1_000),
+                (row("c", 0), 3_000),
+            ],
+        )
         .advance_watermark_to(3_999)
         .advance_watermark_to(10_000);
-    let run = DirectRunner::new().execute_test_stream(&plan, &stream).unwrap();
+    let run = DirectRunner::new()
+        .execute_test_stream(&plan, &stream)
+        .unwrap();
     let fired: Vec<(String, i64, i64)> = run
         .sinks
         .rows("out")
         .into_iter()
-        .map(|r| (r.row["user"].as_str().unwrap().to_string(), r.row["fired_at"].as_i64().unwrap(), r.visible_at))
+        .map(|r| {
+            (
+                r.row["user"].as_str().unwrap().to_string(),
+                r.row["fired_at"].as_i64().unwrap(),
+                r.visible_at,
+            )
+        })
         .collect();
-    assert_eq!(fired.iter().map(|f| (f.0.as_str(), f.1)).collect::<Vec<_>>(), vec![("b", 2_000), ("c", 4_000), ("a", 6_000)]);
+    assert_eq!(
+        fired
+            .iter()
+            .map(|f| (f.0.as_str(), f.1))
+            .collect::<Vec<_>>(),
+        vec![("b", 2_000), ("c", 4_000), ("a", 6_000)]
+    );
 }
 
 #[test]
@@ -332,7 +492,12 @@ fn watermark_trace_never_goes_backwards_and_ends_at_the_maximum() {
         .advance_watermark_to(20_000)
         .advance_watermark_to(5_000);
     let (_, run) = run(&plan, stream);
-    let count: Vec<i64> = run.trace.iter().filter(|e| e.node == "count").map(|e| e.watermark).collect();
+    let count: Vec<i64> = run
+        .trace
+        .iter()
+        .filter(|e| e.node == "count")
+        .map(|e| e.watermark)
+        .collect();
     assert!(count.windows(2).all(|w| w[0] < w[1]), "{count:?}");
     assert_eq!(count.last(), Some(&MAX_TIMESTAMP));
 }

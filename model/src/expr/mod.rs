@@ -356,7 +356,10 @@ mod builders {
 impl Expr {
     /// `cast(self as to)`.
     pub fn cast(self, to: DataType) -> Expr {
-        Expr::Cast { expr: Box::new(self), to }
+        Expr::Cast {
+            expr: Box::new(self),
+            to,
+        }
     }
     /// `func(args)`.
     pub fn call(func: Function, args: Vec<Expr>) -> Expr {
@@ -381,7 +384,9 @@ impl Expr {
                 left.visit_columns(f);
                 right.visit_columns(f);
             }
-            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => e.visit_columns(f),
+            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull(e) | Expr::IsNotNull(e) => {
+                e.visit_columns(f)
+            }
             Expr::Cast { expr, .. } => expr.visit_columns(f),
             Expr::Call { args, .. } => args.iter().for_each(|a| a.visit_columns(f)),
             Expr::Case { when, otherwise } => {

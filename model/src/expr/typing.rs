@@ -15,7 +15,10 @@ pub struct TypeError {
 
 impl TypeError {
     fn new(message: impl Into<String>) -> Self {
-        TypeError { column: None, message: message.into() }
+        TypeError {
+            column: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -32,7 +35,9 @@ impl std::fmt::Display for TypeError {
 fn unify(a: &DataType, b: &DataType) -> Option<DataType> {
     match (a, b) {
         _ if a == b => Some(a.clone()),
-        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => Some(DataType::Float64),
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+            Some(DataType::Float64)
+        }
         _ => None,
     }
 }
@@ -96,11 +101,13 @@ impl Expr {
                         (T::Timestamp, T::Int64) => T::Timestamp,
                         (T::Int64, T::Timestamp) if *op == BinaryOp::Add => T::Timestamp,
                         (T::Timestamp, T::Timestamp) if *op == BinaryOp::Sub => T::Int64,
-                        _ => unify(&l, &r).filter(DataType::is_numeric).ok_or_else(mismatch)?,
+                        _ => unify(&l, &r)
+                            .filter(DataType::is_numeric)
+                            .ok_or_else(mismatch)?,
                     },
-                    BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => {
-                        unify(&l, &r).filter(DataType::is_numeric).ok_or_else(mismatch)?
-                    }
+                    BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => unify(&l, &r)
+                        .filter(DataType::is_numeric)
+                        .ok_or_else(mismatch)?,
                 }
             }
             Expr::Not(e) => {
@@ -110,7 +117,11 @@ impl Expr {
             Expr::Negate(e) => match e.type_of(schema)? {
                 None => return Ok(None),
                 Some(t) if t.is_numeric() => t,
-                Some(t) => return Err(TypeError::new(format!("`-` cannot apply to {t} (in `{self}`)"))),
+                Some(t) => {
+                    return Err(TypeError::new(format!(
+                        "`-` cannot apply to {t} (in `{self}`)"
+                    )))
+                }
             },
             Expr::IsNull(e) | Expr::IsNotNull(e) => {
                 e.type_of(schema)?;
@@ -124,7 +135,9 @@ impl Expr {
                         (a, b) if a == b
                     ) || (from.is_orderable() && to.is_orderable());
                     if !ok {
-                        return Err(TypeError::new(format!("cannot cast {from} to {to} (in `{self}`)")));
+                        return Err(TypeError::new(format!(
+                            "cannot cast {from} to {to} (in `{self}`)"
+                        )));
                     }
                 }
                 to.clone()
@@ -145,23 +158,37 @@ impl Expr {
     }
 }
 
-fn merge_branch(acc: Option<DataType>, next: Option<DataType>, whole: &Expr) -> Result<Option<DataType>, TypeError> {
+fn merge_branch(
+    acc: Option<DataType>,
+    next: Option<DataType>,
+    whole: &Expr,
+) -> Result<Option<DataType>, TypeError> {
     match (acc, next) {
         (None, n) => Ok(n),
         (a, None) => Ok(a),
-        (Some(a), Some(b)) => unify(&a, &b)
-            .map(Some)
-            .ok_or_else(|| TypeError::new(format!("case branches have types {a} and {b} (in `{whole}`)"))),
+        (Some(a), Some(b)) => unify(&a, &b).map(Some).ok_or_else(|| {
+            TypeError::new(format!(
+                "case branches have types {a} and {b} (in `{whole}`)"
+            ))
+        }),
     }
 }
 
-fn expect(e: &Expr, schema: &Schema, allowed: &[DataType], what: &str) -> Result<DataType, TypeError> {
+fn expect(
+    e: &Expr,
+    schema: &Schema,
+    allowed: &[DataType],
+    what: &str,
+) -> Result<DataType, TypeError> {
     match e.type_of(schema)? {
         None => Ok(allowed[0].clone()),
         Some(t) if allowed.contains(&t) => Ok(t),
         Some(t) => {
             let names: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            let mut err = TypeError::new(format!("{what} expects {} but `{e}` is {t}", names.join(" or ")));
+            let mut err = TypeError::new(format!(
+                "{what} expects {} but `{e}` is {t}",
+                names.join(" or ")
+            ));
             if let Expr::Column(c) = e {
                 err.column = Some(c.clone());
             }
@@ -170,12 +197,20 @@ fn expect(e: &Expr, schema: &Schema, allowed: &[DataType], what: &str) -> Result
     }
 }
 
-fn call_type(func: Function, args: &[Expr], schema: &Schema, whole: &Expr) -> Result<DataType, TypeError> {
+fn call_type(
+    func: Function,
+    args: &[Expr],
+    schema: &Schema,
+    whole: &Expr,
+) -> Result<DataType, TypeError> {
     use DataType as T;
     let name = func.name();
     let arity = |n: usize| -> Result<(), TypeError> {
         if args.len() != n {
-            Err(TypeError::new(format!("{name} takes {n} argument(s), got {} (in `{whole}`)", args.len())))
+            Err(TypeError::new(format!(
+                "{name} takes {n} argument(s), got {} (in `{whole}`)",
+                args.len()
+            )))
         } else {
             Ok(())
         }
@@ -316,8 +351,17 @@ mod tests {
 
     #[test]
     fn arithmetic_widens_int_to_float() {
-        assert_eq!(col("amount").mul(col("price")).data_type(&schema()).unwrap(), DataType::Float64);
-        assert_eq!(col("ts").add(lit(1000)).data_type(&schema()).unwrap(), DataType::Timestamp);
+        assert_eq!(
+            col("amount")
+                .mul(col("price"))
+                .data_type(&schema())
+                .unwrap(),
+            DataType::Float64
+        );
+        assert_eq!(
+            col("ts").add(lit(1000)).data_type(&schema()).unwrap(),
+            DataType::Timestamp
+        );
     }
 
     #[test]

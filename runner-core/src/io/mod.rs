@@ -7,11 +7,11 @@
 //! [`DeliveryGuarantee`].
 
 mod create;
-mod format;
-mod records;
 mod file_sink;
 mod file_source;
+mod format;
 mod memory;
+mod records;
 mod sequence;
 mod stdout;
 
@@ -79,8 +79,18 @@ pub fn build_source(
     bad_records: &BadRecordPolicy,
 ) -> ExecResult<Box<dyn Source>> {
     Ok(match spec {
-        SourceSpec::Create { elements } => Box::new(create::CreateSource::new(node, elements, schema, bad_records)?),
-        SourceSpec::Files { path, format, watch, poll_interval } => Box::new(file_source::FileSource::new(
+        SourceSpec::Create { elements } => Box::new(create::CreateSource::new(
+            node,
+            elements,
+            schema,
+            bad_records,
+        )?),
+        SourceSpec::Files {
+            path,
+            format,
+            watch,
+            poll_interval,
+        } => Box::new(file_source::FileSource::new(
             node,
             path,
             *format,
@@ -89,9 +99,18 @@ pub fn build_source(
             schema,
             bad_records,
         )?),
-        SourceSpec::Sequence { start, count, rate, partitions } => {
-            Box::new(sequence::SequenceSource::new(schema, *start, *count, *rate, *partitions)?)
-        }
+        SourceSpec::Sequence {
+            start,
+            count,
+            rate,
+            partitions,
+        } => Box::new(sequence::SequenceSource::new(
+            schema,
+            *start,
+            *count,
+            *rate,
+            *partitions,
+        )?),
         SourceSpec::Memory { name } => Box::new(MemorySource::open(name, schema)?),
     })
 }
@@ -106,9 +125,9 @@ pub fn build_sink(
     registry: &SinkRegistry,
 ) -> ExecResult<Box<dyn Sink>> {
     Ok(match spec {
-        SinkSpec::Files { path, format } => {
-            Box::new(file_sink::FileSink::new(node, path, *format, metadata, schema, windowed)?)
-        }
+        SinkSpec::Files { path, format } => Box::new(file_sink::FileSink::new(
+            node, path, *format, metadata, schema, windowed,
+        )?),
         SinkSpec::Stdout => Box::new(stdout::StdoutSink::new(metadata, schema, windowed)),
         SinkSpec::Memory { name } => Box::new(registry.sink(name)),
     })

@@ -59,7 +59,11 @@ pub struct OperatorContext {
 
 impl OperatorContext {
     /// A context for `node` at the given times.
-    pub fn new(node: impl Into<String>, processing_time: Timestamp, input_watermark: Timestamp) -> Self {
+    pub fn new(
+        node: impl Into<String>,
+        processing_time: Timestamp,
+        input_watermark: Timestamp,
+    ) -> Self {
         OperatorContext {
             node: node.into(),
             processing_time,
@@ -88,10 +92,19 @@ impl OperatorContext {
 /// An operator. Only `process_batch` is required.
 pub trait Operator: Send {
     /// Handles a batch (user columns + metadata, see [`crate::batch`]) on input `input`.
-    fn process_batch(&mut self, input: usize, batch: RecordBatch, ctx: &mut OperatorContext) -> ExecResult<()>;
+    fn process_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext,
+    ) -> ExecResult<()>;
 
     /// The input watermark advanced (or may have); returns the output watermark.
-    fn handle_watermark(&mut self, watermark: Timestamp, _ctx: &mut OperatorContext) -> ExecResult<Timestamp> {
+    fn handle_watermark(
+        &mut self,
+        watermark: Timestamp,
+        _ctx: &mut OperatorContext,
+    ) -> ExecResult<Timestamp> {
         Ok(watermark)
     }
 
@@ -123,19 +136,35 @@ pub struct BuildEnv {
 }
 
 /// Builds the operator for a non-source node. `Read` nodes are sources, see [`crate::io`].
-pub fn build_operator(plan: &Plan, node: &TransformNode, env: &BuildEnv) -> ExecResult<Box<dyn Operator>> {
+pub fn build_operator(
+    plan: &Plan,
+    node: &TransformNode,
+    env: &BuildEnv,
+) -> ExecResult<Box<dyn Operator>> {
     let input_info = |i: usize| {
-        plan.collection(&node.inputs[i])
-            .ok_or_else(|| ExecError::Internal(format!("collection `{}` missing from plan", node.inputs[i])))
+        plan.collection(&node.inputs[i]).ok_or_else(|| {
+            ExecError::Internal(format!("collection `{}` missing from plan", node.inputs[i]))
+        })
     };
     Ok(match &node.transform {
         Transform::Read { .. } => {
-            return Err(ExecError::Internal(format!("`{}` is a source, not an operator", node.name)))
+            return Err(ExecError::Internal(format!(
+                "`{}` is a source, not an operator",
+                node.name
+            )))
         }
-        Transform::AssignTimestamps { timestamp, watermark } => {
+        Transform::AssignTimestamps {
+            timestamp,
+            watermark,
+        } => {
             let input = input_info(0)?;
             let partitions = env.partitions.get(&node.inputs[0]).copied().unwrap_or(1);
-            Box::new(AssignTimestampsOperator::new(&input.schema, timestamp.clone(), watermark.clone(), partitions))
+            Box::new(AssignTimestampsOperator::new(
+                &input.schema,
+                timestamp.clone(),
+                watermark.clone(),
+                partitions,
+            ))
         }
         Transform::Filter { .. }
         | Transform::Project { .. }
@@ -143,13 +172,18 @@ pub fn build_operator(plan: &Plan, node: &TransformNode, env: &BuildEnv) -> Exec
         | Transform::ParDo { .. }
         | Transform::MapBatches { .. }
         | Transform::Flatten => Box::new(StatelessOperator::new(plan, node)?),
-        Transform::WindowInto { windowing } => Box::new(WindowIntoOperator::new(&input_info(0)?.schema, windowing.clone())),
+        Transform::WindowInto { windowing } => Box::new(WindowIntoOperator::new(
+            &input_info(0)?.schema,
+            windowing.clone(),
+        )),
         Transform::GroupByKey { .. }
         | Transform::Combine { .. }
         | Transform::Join { .. }
         | Transform::CoGroupByKey { .. }
         | Transform::TopN { .. } => Box::new(AggregateOperator::new(plan, node)?),
-        Transform::StatefulParDo { .. } | Transform::Dedup { .. } => Box::new(StatefulOperator::new(plan, node)?),
+        Transform::StatefulParDo { .. } | Transform::Dedup { .. } => {
+            Box::new(StatefulOperator::new(plan, node)?)
+        }
         Transform::Write { .. } => Box::new(WriteOperator::new(plan, node, &env.sinks)?),
         Transform::AssertEqual { .. } => Box::new(AssertOperator::new(plan, node)?),
     })
