@@ -24,8 +24,9 @@ enum Command {
     Run {
         /// The pipeline file.
         pipeline: PathBuf,
+        // Boxed: the options are much larger than the other commands' arguments.
         #[command(flatten)]
-        options: PipelineOptions,
+        options: Box<PipelineOptions>,
     },
     /// Check a pipeline without running it.
     Validate {

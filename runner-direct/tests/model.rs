@@ -127,6 +127,7 @@ fn run(plan: &Plan, stream: TestStream) -> (Vec<Pane>, DirectRun) {
     (panes, run)
 }
 
+#[allow(clippy::too_many_arguments)] // one argument per compared pane field keeps expectations one line each
 fn pane(
     user: &str,
     count: i64,
