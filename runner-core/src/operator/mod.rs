@@ -10,6 +10,7 @@
 //!   output watermark; an operator may hold it back or, like `AssignTimestamps`, compute it.
 
 mod aggregate;
+mod assign_timestamps;
 mod stateful;
 mod stateless;
 mod window_into;
@@ -25,8 +26,9 @@ use weir_model::transform::Transform;
 use weir_model::TransformNode;
 
 pub use aggregate::AggregateOperator;
+pub use assign_timestamps::AssignTimestampsOperator;
 pub use stateful::StatefulOperator;
-pub use stateless::{AssignTimestampsOperator, StatelessOperator};
+pub use stateless::StatelessOperator;
 pub use window_into::WindowIntoOperator;
 pub use write::{AssertOperator, WriteOperator};
 
