@@ -18,9 +18,12 @@
 use anyhow::{bail, Context};
 use std::path::Path;
 
+pub use weir_conformance as conformance;
 pub use weir_model as model;
+pub use weir_runner_continuous as continuous;
 pub use weir_runner_core as core;
 pub use weir_runner_direct as direct;
+pub use weir_runner_microbatch as microbatch;
 
 /// The names most programs need.
 pub mod prelude {
@@ -35,14 +38,6 @@ pub mod prelude {
 /// Runners that may be asked for but are not part of this build, with the reason.
 const NOT_BUILT: &[(&str, &str)] = &[
     (
-        "microbatch",
-        "the Spark-style micro-batch runner is not part of this build yet",
-    ),
-    (
-        "continuous",
-        "the Flink-style continuous runner is not part of this build yet",
-    ),
-    (
         "spark",
         "the Spark Connect bridge is not part of this build yet",
     ),
@@ -54,6 +49,15 @@ const NOT_BUILT: &[(&str, &str)] = &[
 
 /// Every runner in this build.
 pub fn runners() -> Vec<Box<dyn model::runner::Runner>> {
+    vec![
+        Box::new(direct::DirectRunner::new()),
+        Box::new(microbatch::MicroBatchRunner::new()),
+        Box::new(continuous::ContinuousRunner::new()),
+    ]
+}
+
+/// Every runner that can run a conformance schedule deterministically.
+pub fn scheduled_runners() -> Vec<Box<dyn core::schedule::ScheduledRunner>> {
     vec![Box::new(direct::DirectRunner::new())]
 }
 

@@ -1,5 +1,7 @@
 //! The `weir` command: run, validate and plan pipelines; list runners and capabilities.
 
+mod bench;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -41,6 +43,27 @@ enum Command {
         #[arg(long, value_enum, default_value = "json")]
         format: PlanFormat,
     },
+    /// Run the conformance scenarios on the runners and compare them side by side.
+    Conformance {
+        /// Runners to compare (comma-separated; default: every runner with scheduled runs).
+        #[arg(long, value_delimiter = ',')]
+        runner: Vec<String>,
+        /// A scenario file or a directory of them.
+        #[arg(long, default_value = "conformance/scenarios")]
+        scenario: PathBuf,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write the report here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Benchmark the runners on a standard workload: `weir bench nexmark --query q5`.
+    Bench {
+        /// The workload.
+        #[command(subcommand)]
+        workload: bench::Workload,
+    },
     /// List the runners and their capability tables.
     Runners {
         /// Output format.
@@ -53,6 +76,14 @@ enum Command {
 enum PlanFormat {
     Json,
     Text,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Markdown,
+    Json,
+    Html,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,11 +173,68 @@ fn execute(command: Command) -> Result<(), (u8, anyhow::Error)> {
             }
             Ok(())
         }
+        Command::Conformance {
+            runner,
+            scenario,
+            format,
+            out,
+        } => conformance(&runner, &scenario, format, out.as_deref()),
+        Command::Bench { workload } => bench::run(workload),
         Command::Runners { format } => {
             print!("{}", capability_table(format));
             Ok(())
         }
     }
+}
+
+fn conformance(
+    names: &[String],
+    scenarios: &std::path::Path,
+    format: ReportFormat,
+    out: Option<&std::path::Path>,
+) -> Result<(), (u8, anyhow::Error)> {
+    use weir::conformance::report::{self, Format};
+    let available = weir::scheduled_runners();
+    let chosen: Vec<&dyn weir::core::schedule::ScheduledRunner> = if names.is_empty() {
+        available.iter().map(|r| r.as_ref()).collect()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                available
+                    .iter()
+                    .find(|r| r.name() == n)
+                    .map(|r| r.as_ref())
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = available.iter().map(|r| r.name()).collect();
+                        invalid(anyhow::anyhow!(
+                            "runner `{n}` cannot run conformance schedules (available: {})",
+                            known.join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let loaded = weir::conformance::load_scenarios(scenarios).map_err(invalid)?;
+    let results = weir::conformance::run_catalogue(&loaded, &chosen);
+    let format = match format {
+        ReportFormat::Table => Format::Table,
+        ReportFormat::Markdown => Format::Markdown,
+        ReportFormat::Json => Format::Json,
+        ReportFormat::Html => Format::Html,
+    };
+    let text = report::render(&results, format);
+    match out {
+        Some(path) => std::fs::write(path, &text)
+            .with_context(|| format!("writing `{}`", path.display()))
+            .map_err(|e| (EXIT_FAILED, e))?,
+        None => print!("{text}"),
+    }
+    eprintln!("{}", report::summary(&results));
+    if results.iter().any(|r| r.has_violation()) {
+        return Err((EXIT_FAILED, anyhow::anyhow!("conformance violations found")));
+    }
+    Ok(())
 }
 
 fn support_cell(s: &Support) -> String {

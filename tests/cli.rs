@@ -154,10 +154,10 @@ fn runners_that_are_not_built_are_refused_by_name() {
         "run",
         "examples/word_count/pipeline.yaml",
         "--runner",
-        "continuous",
+        "flink",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("continuous"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("flink"), "{}", stderr(&o));
     let o = weir(&[
         "run",
         "examples/word_count/pipeline.yaml",

@@ -86,10 +86,139 @@ pub enum SourceSpec {
         /// Registry name.
         name: String,
     },
+    /// One table (`person`, `auction` or `bid`) of the Nexmark benchmark's event stream,
+    /// generated as the Nexmark generator specifies (people, auctions and bids in the
+    /// proportion 1:3:46; ids, prices, timestamps, channels and URLs as the `nexmark` crate
+    /// makes them). Every table source over the same settings sees the same stream of
+    /// `events` events and emits the ones of its table, so a query reading two tables
+    /// reads each event once. Event `k` (0-based) goes to partition `k % partitions`.
+    Nexmark {
+        /// Which table's rows to emit.
+        table: NexmarkTable,
+        /// Number of events of the whole stream (all tables); unbounded when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        events: Option<u64>,
+        /// Number of partitions.
+        #[serde(default = "one")]
+        partitions: u32,
+        /// Id of the first event: offsets every id and the seed of every event's random data.
+        #[serde(default)]
+        first_event_id: u64,
+        /// Event time of the first event, in milliseconds since the epoch.
+        #[serde(default = "nexmark_base_time")]
+        base_time: i64,
+        /// Events per second of the whole stream: spaces event times `1000 / rate` ms apart
+        /// and paces generation by processing time. Absent: as fast as possible, with event
+        /// times spaced for the generator's default rate of 10,000 events per second.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<f64>,
+        /// Events come out in a pseudo-random order within each group of this many (1: in
+        /// order), as the generator's `out_of_order_group_size` does.
+        #[serde(default = "one_u64")]
+        out_of_order_group_size: u64,
+    },
 }
 
 fn one() -> u32 {
     1
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
+/// The default event time of the first Nexmark event: 2015-07-15T00:00:00Z, the Nexmark
+/// suite's base time.
+pub const NEXMARK_BASE_TIME: i64 = 1_436_918_400_000;
+
+fn nexmark_base_time() -> i64 {
+    NEXMARK_BASE_TIME
+}
+
+/// The tables of the Nexmark benchmark, as its SQL queries read them (the `person`,
+/// `auction` and `bid` views of the event stream). Column names are the snake_case field
+/// names of the `nexmark` crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NexmarkTable {
+    /// New users: `id, name, email_address, credit_card, city, state, date_time, extra`.
+    Person,
+    /// New auctions: `id, item_name, description, initial_bid, reserve, date_time, expires,
+    /// seller, category, extra`.
+    Auction,
+    /// Bids: `auction, bidder, price, channel, url, date_time, extra`.
+    Bid,
+}
+
+impl NexmarkTable {
+    /// Every table.
+    pub const ALL: [NexmarkTable; 3] = [
+        NexmarkTable::Person,
+        NexmarkTable::Auction,
+        NexmarkTable::Bid,
+    ];
+
+    /// The table's name in pipeline files and SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            NexmarkTable::Person => "person",
+            NexmarkTable::Auction => "auction",
+            NexmarkTable::Bid => "bid",
+        }
+    }
+
+    /// The table called `name`.
+    pub fn by_name(name: &str) -> Option<NexmarkTable> {
+        NexmarkTable::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The table's columns: ids and prices `int64`, times `timestamp`, the rest `string`.
+    pub fn schema(self) -> Schema {
+        use crate::schema::{DataType, Field};
+        let column = |name: &str| {
+            let data_type = match name {
+                "date_time" | "expires" => DataType::Timestamp,
+                "id" | "initial_bid" | "reserve" | "seller" | "category" | "auction" | "bidder"
+                | "price" => DataType::Int64,
+                _ => DataType::String,
+            };
+            Field::new(name, data_type)
+        };
+        let names: &[&str] = match self {
+            NexmarkTable::Person => &[
+                "id",
+                "name",
+                "email_address",
+                "credit_card",
+                "city",
+                "state",
+                "date_time",
+                "extra",
+            ],
+            NexmarkTable::Auction => &[
+                "id",
+                "item_name",
+                "description",
+                "initial_bid",
+                "reserve",
+                "date_time",
+                "expires",
+                "seller",
+                "category",
+                "extra",
+            ],
+            NexmarkTable::Bid => &[
+                "auction",
+                "bidder",
+                "price",
+                "channel",
+                "url",
+                "date_time",
+                "extra",
+            ],
+        };
+        Schema::new(names.iter().map(|n| column(n)).collect())
+    }
 }
 
 impl SourceSpec {
@@ -99,6 +228,7 @@ impl SourceSpec {
             SourceSpec::Create { .. } | SourceSpec::Memory { .. } => true,
             SourceSpec::Files { watch, .. } => !watch,
             SourceSpec::Sequence { count, .. } => count.is_some(),
+            SourceSpec::Nexmark { events, .. } => events.is_some(),
         }
     }
 }
@@ -141,6 +271,13 @@ pub enum SinkSpec {
         /// Registry name.
         name: String,
     },
+    /// A meter registered by name in the running process: counts rows and records each
+    /// row's latency (processing time written minus event time) without keeping the rows.
+    /// For benchmarks.
+    Meter {
+        /// Registry name.
+        name: String,
+    },
 }
 
 impl SinkSpec {
@@ -149,7 +286,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Files { .. } => DeliveryGuarantee::Idempotent,
             SinkSpec::Stdout => DeliveryGuarantee::AtLeastOnce,
-            SinkSpec::Memory { .. } => DeliveryGuarantee::Transactional,
+            SinkSpec::Memory { .. } | SinkSpec::Meter { .. } => DeliveryGuarantee::Transactional,
         }
     }
 }

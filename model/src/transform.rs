@@ -233,6 +233,7 @@ impl Transform {
                 },
                 SourceSpec::Sequence { .. } => "GenerateSequence",
                 SourceSpec::Memory { .. } => "ReadFromMemory",
+                SourceSpec::Nexmark { .. } => "ReadFromNexmark",
             },
             Transform::Filter { .. } => "Filter",
             Transform::Project { .. } => "MapToFields",
@@ -257,6 +258,7 @@ impl Transform {
                 },
                 SinkSpec::Stdout => "LogForTesting",
                 SinkSpec::Memory { .. } => "WriteToMemory",
+                SinkSpec::Meter { .. } => "WriteToMeter",
             },
             Transform::AssertEqual { .. } => "AssertEqual",
         }

@@ -18,6 +18,7 @@ pub mod eval;
 pub mod io;
 pub mod operator;
 pub mod reduce;
+pub mod schedule;
 pub mod state;
 pub mod trigger;
 pub mod window;

@@ -11,10 +11,11 @@ use weir_model::runner::RunReport;
 use weir_model::time::{Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use weir_model::transform::Transform;
 use weir_runner_core::batch::ElementMeta;
-use weir_runner_core::io::{build_source, SinkRegistry, Source, SourcePoll};
+use weir_runner_core::io::{build_source, RecordCollector, SinkRegistry, Source, SourcePoll};
 use weir_runner_core::operator::{
     build_operator, BuildEnv, Operator, OperatorContext, OperatorMetrics,
 };
+use weir_runner_core::schedule::{Action, Schedule, WatermarkEvent};
 use weir_runner_core::{convert, ExecResult};
 
 /// Where processing time comes from.
@@ -24,17 +25,6 @@ pub(crate) enum Clock {
     Wall,
     /// A manual clock at the given time, advanced only by test-stream steps.
     Manual(Timestamp),
-}
-
-/// A change of one node's output watermark, in processing time.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct WatermarkEvent {
-    /// Processing time of the change.
-    pub processing_time: Timestamp,
-    /// The node.
-    pub node: String,
-    /// Its new output watermark.
-    pub watermark: Timestamp,
 }
 
 /// Everything a finished direct run produced.
@@ -57,6 +47,8 @@ struct SourceNode {
     scripted: bool,
     /// Watermark set by a test stream (scripted sources only).
     scripted_watermark: Timestamp,
+    /// Rows delivered by a schedule so far (their 1-based position names bad records).
+    delivered: u64,
 }
 
 enum Kind {
@@ -136,6 +128,7 @@ impl<'p> Executor<'p> {
                         },
                         scripted: scripted.contains_key(&node.name),
                         scripted_watermark: MIN_TIMESTAMP,
+                        delivered: 0,
                     })
                 }
                 t => {
@@ -500,6 +493,98 @@ impl<'p> Executor<'p> {
         self.settle()?;
         self.close()?;
         Ok(())
+    }
+
+    /// Runs a schedule: the clock jumps to each step's time (firing what is due), rows arrive
+    /// one at a time with quiescence after each (the model's watermark follows every event),
+    /// and only an explicit end of input raises source watermarks to the maximum.
+    pub(crate) fn run_schedule(&mut self, schedule: &Schedule) -> anyhow::Result<Vec<String>> {
+        schedule.check_order().map_err(anyhow::Error::msg)?;
+        let mut ignored = Vec::new();
+        while !self.polled_sources_done() {
+            self.poll_round(usize::MAX)?;
+        }
+        self.settle()?;
+        for step in &schedule.steps {
+            if let Clock::Manual(t) = &mut self.clock {
+                *t = (*t).max(step.at);
+            }
+            self.settle()?;
+            match &step.action {
+                Action::Deliver { source, partition, rows } => {
+                    let idx = self.source_index(source)?;
+                    for row in rows {
+                        let (data, dead) = self.scheduled_row(idx, source, row)?;
+                        self.emit_source_batch(idx, *partition, data, dead);
+                        self.settle()?;
+                    }
+                }
+                Action::EndInput { source } => {
+                    for n in &mut self.nodes {
+                        if let Kind::Source(s) = &mut n.kind {
+                            if s.scripted && source.as_ref().is_none_or(|name| *name == n.name) {
+                                s.scripted_watermark = MAX_TIMESTAMP;
+                                s.ended.iter_mut().for_each(|e| *e = true);
+                            }
+                        }
+                    }
+                    self.settle()?;
+                }
+                Action::Advance => {}
+                Action::Crash { point } => ignored.push(format!(
+                    "crash at {} ms ({point:?}): the model never crashes; the direct runner ignores it",
+                    step.at
+                )),
+                Action::Restart { .. } => ignored.push(format!(
+                    "restart at {} ms: the model never crashes; the direct runner ignores it",
+                    step.at
+                )),
+            }
+        }
+        let all_ended = self.nodes.iter().all(|n| match &n.kind {
+            Kind::Source(s) => !s.scripted || s.scripted_watermark == MAX_TIMESTAMP,
+            Kind::Operator(_) => true,
+        });
+        if all_ended {
+            self.close()?;
+        }
+        Ok(ignored)
+    }
+
+    fn source_index(&self, name: &str) -> anyhow::Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name && matches!(&n.kind, Kind::Source(s) if s.scripted))
+            .ok_or_else(|| anyhow!("the schedule delivers to `{name}`, which is not a Read transform of the pipeline"))
+    }
+
+    /// One delivered row as a batch, or as a dead letter when it does not fit the schema
+    /// and the source routes malformed records (otherwise the run fails naming the field),
+    /// exactly as the built-in sources treat records.
+    fn scheduled_row(
+        &mut self,
+        idx: usize,
+        source: &str,
+        row: &weir_model::udf::Row,
+    ) -> anyhow::Result<(RecordBatch, Option<RecordBatch>)> {
+        let node = self.plan.pipeline.node(source).map(|n| &n.transform);
+        let Some(Transform::Read {
+            schema,
+            bad_records,
+            ..
+        }) = node
+        else {
+            bail!("the schedule delivers to `{source}`, which is not a Read transform");
+        };
+        let Kind::Source(s) = &mut self.nodes[idx].kind else {
+            unreachable!()
+        };
+        s.delivered += 1;
+        let mut records = RecordCollector::new(schema, bad_records);
+        records.row(row.clone(), source, s.delivered, || {
+            serde_json::Value::Object(row.clone()).to_string()
+        })?;
+        Ok(records.finish()?)
     }
 
     fn set_scripted_watermark(&mut self, wm: Timestamp) {

@@ -17,13 +17,16 @@
 mod executor;
 mod test_stream;
 
-pub use executor::{DirectRun, WatermarkEvent};
+pub use executor::DirectRun;
 pub use test_stream::{TestStep, TestStream};
+pub use weir_runner_core::schedule::WatermarkEvent;
 
+use std::collections::BTreeMap;
 use weir_model::plan::Plan;
 use weir_model::requirements::Capabilities;
 use weir_model::runner::{PipelineOptions, RunError, RunReport, Runner};
 use weir_runner_core::io::SinkRegistry;
+use weir_runner_core::schedule::{RunRecord, Schedule, ScheduledRunner};
 
 /// Settings the direct runner accepts through `--set key=value`.
 pub const SETTINGS: &[(&str, &str)] = &[("bundle_size", "rows read from a source partition per bundle (default 1: the watermark advances after every element)")];
@@ -116,6 +119,50 @@ fn bundle_size(options: &PipelineOptions) -> anyhow::Result<usize> {
             Ok(n) if n > 0 => Ok(n),
             _ => anyhow::bail!("setting `bundle_size`: `{v}` is not a positive whole number"),
         },
+    }
+}
+
+impl ScheduledRunner for DirectRunner {
+    fn name(&self) -> &'static str {
+        "direct"
+    }
+
+    /// The model on a schedule: rows arrive one at a time and the watermark strategy is
+    /// applied after every row (no emission interval); crashes and restarts are ignored and
+    /// listed in [`RunRecord::ignored_steps`]. Settings: none.
+    fn run_schedule(
+        &self,
+        plan: &Plan,
+        schedule: &Schedule,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<RunRecord, RunError> {
+        if let Some(k) = settings.keys().next() {
+            return Err(format!("the direct runner has no scheduled-run setting `{k}`").into());
+        }
+        self.check(plan)?;
+        let sinks = SinkRegistry::default();
+        let mut run = executor::Executor::new(
+            plan,
+            sinks.clone(),
+            executor::Clock::Manual(0),
+            &schedule.partitions(),
+        )
+        .map_err(|e| -> RunError { e.into() })?;
+        let ignored = run
+            .run_schedule(schedule)
+            .map_err(|e| -> RunError { e.into() })?;
+        let done = run.finish();
+        Ok(RunRecord {
+            sinks: sinks
+                .names()
+                .into_iter()
+                .map(|n| (n.clone(), sinks.rows(&n)))
+                .collect(),
+            watermarks: done.trace,
+            late_dropped: done.report.late_dropped,
+            dead_letters: done.report.dead_letters,
+            ignored_steps: ignored,
+        })
     }
 }
 

@@ -1,4 +1,5 @@
-//! Sources and sinks: `Create`, `ReadFrom*`, `GenerateSequence`, `WriteTo*`, `LogForTesting`,
+//! Sources and sinks: `Create`, `ReadFrom*` (files, memory, Nexmark), `GenerateSequence`,
+//! `WriteTo*` (files, memory, meter), `LogForTesting`,
 //! and the `schema:` mappings they take.
 
 use super::fields::{index_path, join_path, string, Ctx, Section};
@@ -6,7 +7,7 @@ use super::transforms::{Built, TransformDef};
 use super::windowing::output_tag;
 use super::yaml::{Key, Node, Value};
 use crate::error::Result;
-use crate::io::{BadRecordPolicy, FileFormat, SinkMetadata, SinkSpec, SourceSpec};
+use crate::io::{BadRecordPolicy, FileFormat, NexmarkTable, SinkMetadata, SinkSpec, SourceSpec};
 use crate::schema::{DataType, Field, Schema};
 use crate::transform::Transform;
 use serde_json::Value as Json;
@@ -426,16 +427,86 @@ fn rate(ctx: Ctx, node: &Node, field: &str) -> Result<f64> {
     }
 }
 
-/// `ReadFromMemory`: a test source registered by name.
-pub(crate) fn read_memory(def: &TransformDef) -> Result<Built> {
-    let config = def.config(&["name", "schema"])?;
-    let name = required_text(&config, "name")?;
-    let schema = schema(def.ctx, config.require("schema")?, &config.field("schema"))?;
+/// `ReadFromNexmark` (extension): one table of the Nexmark event stream.
+pub(crate) fn read_nexmark(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&[
+        "table",
+        "events",
+        "partitions",
+        "first_event_id",
+        "base_time",
+        "rate",
+        "out_of_order_group_size",
+    ])?;
+    let table_node = config.require("table")?;
+    let table_name = string(&def.ctx, table_node, &config.field("table"))?;
+    let table = NexmarkTable::by_name(&table_name).ok_or_else(|| {
+        config.error(
+            table_node.pos,
+            "table",
+            format!("unknown Nexmark table `{table_name}` (tables: person, auction, bid)"),
+        )
+    })?;
+    // Points at the value, like every other field error.
+    let value_pos = |key: &str| config.get(key).map(|n| n.pos).unwrap_or(config.pos);
+    let positive = |key: &str| -> Result<Option<u64>> {
+        match config.u64(key)? {
+            Some(0) => Err(config.error(value_pos(key), key, "must be at least 1")),
+            other => Ok(other),
+        }
+    };
+    let partitions = match positive("partitions")? {
+        None => 1,
+        Some(p) => u32::try_from(p).map_err(|_| {
+            config.error(value_pos("partitions"), "partitions", "too many partitions")
+        })?,
+    };
+    let base_time = match config.get("base_time") {
+        None => crate::io::NEXMARK_BASE_TIME,
+        Some(n) => match n.value {
+            Value::Int(ms) if ms >= 0 => ms,
+            _ => {
+                return Err(def.ctx.wrong_kind(
+                    n,
+                    &config.field("base_time"),
+                    "milliseconds since the epoch (a non-negative integer)",
+                ))
+            }
+        },
+    };
+    let rate = config
+        .get("rate")
+        .map(|n| rate(def.ctx, n, &config.field("rate")))
+        .transpose()?;
     Ok(read(
-        SourceSpec::Memory { name },
-        schema,
+        SourceSpec::Nexmark {
+            table,
+            events: config.u64("events")?,
+            partitions,
+            first_event_id: config.u64("first_event_id")?.unwrap_or(0),
+            base_time,
+            rate,
+            out_of_order_group_size: positive("out_of_order_group_size")?.unwrap_or(1),
+        },
+        table.schema(),
         BadRecordPolicy::Fail,
     ))
+}
+
+/// `WriteToMeter` (extension): counts rows and their latency, keeping nothing.
+pub(crate) fn write_meter(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&["name"])?;
+    let name = required_text(&config, "name")?;
+    Ok(write(SinkSpec::Meter { name }, SinkMetadata::default()))
+}
+
+/// `ReadFromMemory`: a test source registered by name.
+pub(crate) fn read_memory(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&["name", "schema", "error_handling"])?;
+    let name = required_text(&config, "name")?;
+    let schema = schema(def.ctx, config.require("schema")?, &config.field("schema"))?;
+    let bad_records = error_handling(&config)?;
+    Ok(read(SourceSpec::Memory { name }, schema, bad_records))
 }
 
 /// The `include_window` / `include_pane` extensions every sink takes.

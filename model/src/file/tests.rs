@@ -586,3 +586,54 @@ fn other_transform_specific_errors_name_their_field() {
         "transform `GroupByKey`, field `config.keys[0]`: a column name cannot be empty",
     );
 }
+
+// ---- the Nexmark source and the meter sink ----
+
+#[test]
+fn read_from_nexmark_reads_every_field_and_the_tables_schema() {
+    use crate::io::{NexmarkTable, SinkSpec, SourceSpec};
+    use crate::transform::Transform;
+    let p = parse_str(
+        "pipeline:\n  type: chain\n  transforms:\n    - type: ReadFromNexmark\n      config: {table: auction, events: 1000, partitions: 4, first_event_id: 50, base_time: 0, rate: {elements: 10, seconds: 2}, out_of_order_group_size: 7}\n    - {type: WriteToMeter, config: {name: m}}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    let Transform::Read { source, schema, .. } = &p.transforms[0].transform else {
+        panic!("not a Read")
+    };
+    assert_eq!(
+        *source,
+        SourceSpec::Nexmark {
+            table: NexmarkTable::Auction,
+            events: Some(1000),
+            partitions: 4,
+            first_event_id: 50,
+            base_time: 0,
+            rate: Some(5.0),
+            out_of_order_group_size: 7,
+        }
+    );
+    assert_eq!(*schema, NexmarkTable::Auction.schema());
+    assert!(source.is_bounded());
+    let Transform::Write { sink, .. } = &p.transforms[1].transform else {
+        panic!("not a Write")
+    };
+    assert_eq!(*sink, SinkSpec::Meter { name: "m".into() });
+    assert_eq!(p.transforms[0].transform.type_name(), "ReadFromNexmark");
+    assert_eq!(p.transforms[1].transform.type_name(), "WriteToMeter");
+}
+
+#[test]
+fn read_from_nexmark_refuses_an_unknown_table_and_zero_partitions() {
+    let head = "pipeline:\n  transforms:\n    - type: ReadFromNexmark\n";
+    assert_error(
+        &format!("{head}      config: {{table: bids}}\n"),
+        "f.yaml:4:23",
+        "transform `ReadFromNexmark`, field `config.table`: unknown Nexmark table `bids` (tables: person, auction, bid)",
+    );
+    assert_error(
+        &format!("{head}      config: {{table: bid, partitions: 0}}\n"),
+        "f.yaml:4:40",
+        "transform `ReadFromNexmark`, field `config.partitions`: must be at least 1",
+    );
+}

@@ -415,7 +415,20 @@ fn split_part<'a>(s: &'a str, sep: &str, n: i64) -> Option<&'a str> {
     }
 }
 
-/// Compiles each distinct pattern of one evaluation once.
+/// Compiles each distinct pattern once per process: evaluations run per batch (per row on
+/// record-at-a-time runners), so a per-evaluation cache would recompile on every row.
+/// Bounded, since patterns may come from data.
+fn compiled_patterns() -> &'static std::sync::Mutex<HashMap<String, Regex>> {
+    static COMPILED: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Regex>>> =
+        std::sync::OnceLock::new();
+    COMPILED.get_or_init(Default::default)
+}
+
+/// Most patterns kept process-wide before the cache starts over.
+const MAX_CACHED_PATTERNS: usize = 1024;
+
+/// The compiled patterns one evaluation uses (clones of the process-wide ones; a `Regex`
+/// clone shares the compiled program).
 struct RegexCache<'a> {
     expr: &'a Expr,
     compiled: HashMap<String, Regex>,
@@ -430,12 +443,25 @@ impl<'a> RegexCache<'a> {
     }
     fn get(&mut self, pattern: &str) -> ExecResult<&Regex> {
         if !self.compiled.contains_key(pattern) {
-            let re = Regex::new(pattern).map_err(|e| {
-                runtime_error(
-                    self.expr,
-                    format!("invalid regular expression '{pattern}': {e}"),
-                )
-            })?;
+            let mut shared = compiled_patterns()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let re = match shared.get(pattern) {
+                Some(re) => re.clone(),
+                None => {
+                    let re = Regex::new(pattern).map_err(|e| {
+                        runtime_error(
+                            self.expr,
+                            format!("invalid regular expression '{pattern}': {e}"),
+                        )
+                    })?;
+                    if shared.len() >= MAX_CACHED_PATTERNS {
+                        shared.clear();
+                    }
+                    shared.insert(pattern.to_string(), re.clone());
+                    re
+                }
+            };
             self.compiled.insert(pattern.to_string(), re);
         }
         Ok(&self.compiled[pattern])

@@ -413,7 +413,7 @@ impl Source for FileSource {
                 return Ok(SourcePoll::Ended);
             }
             self.read_records(p, max_rows, &mut collector)?;
-            if collector.len() == 0 && self.cursors[p].done {
+            if collector.is_empty() && self.cursors[p].done {
                 return Ok(SourcePoll::Ended);
             }
         } else {
@@ -440,7 +440,7 @@ impl Source for FileSource {
                 }
                 break;
             }
-            if collector.len() == 0 {
+            if collector.is_empty() {
                 return Ok(SourcePoll::Pending);
             }
         }

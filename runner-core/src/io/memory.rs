@@ -5,14 +5,15 @@
 //! is given, with each row's metadata, the processing time it was written and whether it
 //! has been committed.
 
-use super::{Sink, Source, SourcePoll};
+use super::{RecordCollector, Sink, Source, SourcePoll};
 use crate::batch::{self, ElementMeta};
 use crate::convert;
 use crate::error::{ExecError, ExecResult};
 use arrow::record_batch::RecordBatch;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use weir_model::{io::DeliveryGuarantee, time::Timestamp, udf::Row, Schema};
+use weir_model::io::{BadRecordPolicy, DeliveryGuarantee};
+use weir_model::{time::Timestamp, udf::Row, Schema};
 
 /// One row written to a memory sink.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +148,7 @@ pub struct MemorySource {
     name: String,
     rows: SourceRows,
     schema: Schema,
+    bad_records: BadRecordPolicy,
     next: Vec<usize>,
 }
 
@@ -172,8 +174,9 @@ impl MemorySource {
         sources().remove(name);
     }
 
-    /// Opens the source registered as `name`, reading rows of `schema`.
-    pub fn open(name: &str, schema: &Schema) -> ExecResult<Self> {
+    /// Opens the source registered as `name`, reading rows of `schema`; rows that do not fit
+    /// fail the run or go to the dead-letter output per `bad_records`.
+    pub fn open(name: &str, schema: &Schema, bad_records: &BadRecordPolicy) -> ExecResult<Self> {
         let all = sources();
         let rows = all.get(name).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = all.keys().map(String::as_str).collect();
@@ -194,6 +197,7 @@ impl MemorySource {
             name: name.to_string(),
             rows,
             schema: schema.clone(),
+            bad_records: bad_records.clone(),
             next: vec![0; partitions],
         })
     }
@@ -225,25 +229,17 @@ impl Source for MemorySource {
             return Ok(SourcePoll::Ended);
         }
         let end = available.len().min(start + max_rows.max(1));
-        let rows = &available[start..end];
-        let arrays = convert::rows_to_arrays(rows, &self.schema).map_err(|(i, message)| {
-            ExecError::BadRecord {
-                source_name: format!("memory:{}[{partition}]", self.name),
-                line: (start + i + 1) as u64,
-                message,
-            }
-        })?;
-        let data = batch::with_meta(
-            &self.schema,
-            arrays,
-            &vec![ElementMeta::default(); rows.len()],
-        )?;
+        let source = format!("memory:{}[{partition}]", self.name);
+        let mut records = RecordCollector::new(&self.schema, &self.bad_records);
+        for (i, row) in available[start..end].iter().enumerate() {
+            records.row(row.clone(), &source, (start + i + 1) as u64, || {
+                serde_json::Value::Object(row.clone()).to_string()
+            })?;
+        }
+        let (data, dead_letters) = records.finish()?;
         drop(parts);
         self.next[p] = end;
-        Ok(SourcePoll::Batch {
-            data,
-            dead_letters: None,
-        })
+        Ok(SourcePoll::Batch { data, dead_letters })
     }
 
     fn position(&self, partition: u32) -> serde_json::Value {
@@ -292,7 +288,8 @@ mod tests {
                 vec![row(json!({"k": "c"}))],
             ],
         );
-        let mut s = MemorySource::open("memory-test-source", &schema()).unwrap();
+        let mut s =
+            MemorySource::open("memory-test-source", &schema(), &BadRecordPolicy::Fail).unwrap();
         assert_eq!(s.partitions(), 2);
         let SourcePoll::Batch { data, .. } = s.poll(0, 1, 0).unwrap() else {
             panic!()
@@ -325,10 +322,12 @@ mod tests {
         };
         assert_eq!(data.num_rows(), 3);
         MemorySource::unregister("memory-test-source");
-        assert!(MemorySource::open("memory-test-source", &schema())
-            .unwrap_err()
-            .to_string()
-            .contains("memory-test-source"));
+        assert!(
+            MemorySource::open("memory-test-source", &schema(), &BadRecordPolicy::Fail)
+                .unwrap_err()
+                .to_string()
+                .contains("memory-test-source")
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod file_sink;
 mod file_source;
 mod format;
 mod memory;
+mod meter;
+mod nexmark;
 mod records;
 mod sequence;
 mod stdout;
@@ -25,6 +27,9 @@ pub use create::CreateSource;
 pub use file_sink::FileSink;
 pub use file_source::FileSource;
 pub use memory::{MemorySink, MemorySource, RecordedRow, SinkRegistry};
+pub use meter::{MeterReading, MeterSink};
+pub use nexmark::{NexmarkEventKind, NexmarkSchedule, NexmarkSettings, NexmarkSource};
+pub use records::RecordCollector;
 pub use sequence::SequenceSource;
 pub use stdout::StdoutSink;
 
@@ -111,7 +116,27 @@ pub fn build_source(
             *rate,
             *partitions,
         )?),
-        SourceSpec::Memory { name } => Box::new(MemorySource::open(name, schema)?),
+        SourceSpec::Memory { name } => Box::new(MemorySource::open(name, schema, bad_records)?),
+        SourceSpec::Nexmark {
+            table,
+            events,
+            partitions,
+            first_event_id,
+            base_time,
+            rate,
+            out_of_order_group_size,
+        } => Box::new(NexmarkSource::new(
+            schema,
+            &NexmarkSettings {
+                table: *table,
+                events: *events,
+                partitions: *partitions,
+                first_event_id: *first_event_id,
+                base_time: *base_time,
+                rate: *rate,
+                out_of_order_group_size: *out_of_order_group_size,
+            },
+        )?),
     })
 }
 
@@ -130,5 +155,6 @@ pub fn build_sink(
         )?),
         SinkSpec::Stdout => Box::new(stdout::StdoutSink::new(metadata, schema, windowed)),
         SinkSpec::Memory { name } => Box::new(registry.sink(name)),
+        SinkSpec::Meter { name } => Box::new(MeterSink::open(name)),
     })
 }

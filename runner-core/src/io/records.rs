@@ -26,7 +26,9 @@ pub(crate) struct DeadLetter {
 }
 
 /// Collects the rows of one poll: good rows, and bad ones routed or failing per the policy.
-pub(crate) struct RecordCollector<'a> {
+/// Every source (and every runner delivering scheduled rows) uses it, so malformed records
+/// are treated identically everywhere.
+pub struct RecordCollector<'a> {
     schema: &'a Schema,
     policy: &'a BadRecordPolicy,
     rows: Vec<Row>,
@@ -34,7 +36,8 @@ pub(crate) struct RecordCollector<'a> {
 }
 
 impl<'a> RecordCollector<'a> {
-    pub(crate) fn new(schema: &'a Schema, policy: &'a BadRecordPolicy) -> Self {
+    /// A collector for rows of `schema` under `policy`.
+    pub fn new(schema: &'a Schema, policy: &'a BadRecordPolicy) -> Self {
         RecordCollector {
             schema,
             policy,
@@ -44,12 +47,17 @@ impl<'a> RecordCollector<'a> {
     }
 
     /// Number of records (good and bad) taken so far.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.rows.len() + self.dead.len()
     }
 
+    /// Whether no record was taken yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Adds a parsed row, checking it against the schema.
-    pub(crate) fn row(
+    pub fn row(
         &mut self,
         row: Row,
         source: &str,
@@ -66,13 +74,7 @@ impl<'a> RecordCollector<'a> {
     }
 
     /// Records a malformed record: an error under `Fail`, a dead letter otherwise.
-    pub(crate) fn bad(
-        &mut self,
-        source: &str,
-        line: u64,
-        message: String,
-        raw: String,
-    ) -> ExecResult<()> {
+    pub fn bad(&mut self, source: &str, line: u64, message: String, raw: String) -> ExecResult<()> {
         match self.policy {
             BadRecordPolicy::Fail => Err(ExecError::BadRecord {
                 source_name: source.to_string(),
@@ -92,7 +94,7 @@ impl<'a> RecordCollector<'a> {
     }
 
     /// The batch of good rows (metadata: no event time, global window) and the dead letters.
-    pub(crate) fn finish(self) -> ExecResult<(RecordBatch, Option<RecordBatch>)> {
+    pub fn finish(self) -> ExecResult<(RecordBatch, Option<RecordBatch>)> {
         // `check_fits` mirrors the conversion's rules, so a refusal here is a bug in Weir.
         let arrays =
             convert::rows_to_arrays(&self.rows, self.schema).map_err(|(index, message)| {

@@ -525,4 +525,35 @@ impl Operator for AggregateOperator {
     fn on_close(&mut self, ctx: &mut OperatorContext) -> ExecResult<()> {
         self.handle_watermark(MAX_TIMESTAMP, ctx).map(|_| ())
     }
+
+    /// One entry per key: `{key, active: [window state...], closed: [windows]}` (see
+    /// [`crate::reduce::KeySnapshot`]).
+    fn snapshot(&self) -> ExecResult<Option<Value>> {
+        serde_json::to_value(self.runner.snapshot())
+            .map(Some)
+            .map_err(|e| ExecError::Internal(format!("`{}`: snapshot: {e}", self.node)))
+    }
+
+    fn restore(&mut self, state: Value) -> ExecResult<()> {
+        let keys: Vec<crate::reduce::KeySnapshot<crate::reduce::PaneContents>> =
+            serde_json::from_value(state)
+                .map_err(|e| ExecError::Internal(format!("`{}`: restore: {e}", self.node)))?;
+        // Rows arriving after the restore must order after the restored ones.
+        for k in &keys {
+            for w in &k.active {
+                let seqs: Vec<u64> = match &w.contents {
+                    crate::reduce::PaneContents::Rows(sides) => {
+                        sides.iter().flatten().map(|r| r.seq).collect()
+                    }
+                    crate::reduce::PaneContents::Top(rows) => rows.iter().map(|r| r.seq).collect(),
+                    crate::reduce::PaneContents::Combined(_) => Vec::new(),
+                };
+                if let Some(max) = seqs.into_iter().max() {
+                    self.next_seq = self.next_seq.max(max + 1);
+                }
+            }
+        }
+        self.runner.restore(keys);
+        Ok(())
+    }
 }

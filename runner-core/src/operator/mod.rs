@@ -126,6 +126,28 @@ pub trait Operator: Send {
     fn on_close(&mut self, _ctx: &mut OperatorContext) -> ExecResult<()> {
         Ok(())
     }
+
+    /// The operator's state for a checkpoint (keyed state, timers, pending garbage
+    /// collection), `None` when it keeps none. Watermarks are never part of it (Flink does not
+    /// checkpoint them). Keyed operators return a JSON array of per-key entries, each with a
+    /// `key` field (the key-column values), so that a runner can redistribute entries when it
+    /// restores at another parallelism; restoring concatenated arrays merges them.
+    ///
+    /// The default is for operators without state. A runner that checkpoints must not rely on
+    /// it for an operator that keeps state without overriding it.
+    fn snapshot(&self) -> ExecResult<Option<serde_json::Value>> {
+        Ok(None)
+    }
+
+    /// Restores state returned by [`Operator::snapshot`] (the default has none to restore).
+    fn restore(&mut self, state: serde_json::Value) -> ExecResult<()> {
+        match state {
+            serde_json::Value::Null => Ok(()),
+            _ => Err(ExecError::Internal(
+                "this operator keeps no state to restore".into(),
+            )),
+        }
+    }
 }
 
 /// What the factory needs to know beyond the plan.

@@ -352,4 +352,116 @@ impl Operator for StatefulOperator {
     fn on_close(&mut self, ctx: &mut OperatorContext) -> ExecResult<()> {
         self.handle_watermark(MAX_TIMESTAMP, ctx).map(|_| ())
     }
+
+    /// One entry per (key, window) with state, timers or a pending garbage collection:
+    /// `{key, window, key_row, cells, timers: [{name, at, domain}], gc}`.
+    fn snapshot(&self) -> ExecResult<Option<Value>> {
+        let mut entries: std::collections::BTreeMap<(Key, Window), snapshot::Entry> =
+            Default::default();
+        fn entry<'a>(
+            entries: &'a mut std::collections::BTreeMap<(Key, Window), snapshot::Entry>,
+            key: &Key,
+            window: Window,
+        ) -> &'a mut snapshot::Entry {
+            entries
+                .entry((key.clone(), window))
+                .or_insert_with(|| snapshot::Entry::new(key, window))
+        }
+        for (key, window, cells) in self.state.iter() {
+            let e = entry(&mut entries, key, *window);
+            e.key_row = cells.key_row.clone();
+            e.cells = cells.cells.clone();
+        }
+        for (key, window, name, timer) in self.timers.iter() {
+            entry(&mut entries, key, window)
+                .timers
+                .push(snapshot::Timer {
+                    name: name.to_string(),
+                    at: timer.at,
+                    domain: timer.domain,
+                });
+        }
+        for (at, key, window) in &self.gc {
+            entry(&mut entries, key, *window).gc = Some(*at);
+        }
+        let entries: Vec<&snapshot::Entry> = entries.values().collect();
+        serde_json::to_value(entries)
+            .map(Some)
+            .map_err(|e| ExecError::Internal(format!("`{}`: snapshot: {e}", self.node)))
+    }
+
+    fn restore(&mut self, state: Value) -> ExecResult<()> {
+        let entries: Vec<snapshot::Entry> = serde_json::from_value(state)
+            .map_err(|e| ExecError::Internal(format!("`{}`: restore: {e}", self.node)))?;
+        for e in entries {
+            let key = Key::new(&e.key);
+            if !e.cells.is_empty() || !e.key_row.is_empty() {
+                let cells = self.state.cells_mut(&key, e.window, || e.key_row.clone());
+                cells.cells.extend(e.cells);
+            }
+            for t in e.timers {
+                self.timers.set(
+                    &key,
+                    e.window,
+                    &t.name,
+                    crate::state::TimerEntry {
+                        at: t.at,
+                        domain: t.domain,
+                    },
+                );
+            }
+            if let Some(at) = e.gc {
+                self.gc.insert((at, key, e.window));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoint format of a stateful operator's keyed state.
+mod snapshot {
+    use crate::reduce::Key;
+    use crate::state::StateCell;
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+    use weir_model::time::Timestamp;
+    use weir_model::udf::{Row, TimeDomain};
+    use weir_model::window::Window;
+
+    /// A set timer.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub(super) struct Timer {
+        pub(super) name: String,
+        pub(super) at: Timestamp,
+        pub(super) domain: TimeDomain,
+    }
+
+    /// Everything of one key and window.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub(super) struct Entry {
+        /// The key-column values.
+        pub(super) key: Vec<serde_json::Value>,
+        pub(super) window: Window,
+        #[serde(default)]
+        pub(super) key_row: Row,
+        #[serde(default)]
+        pub(super) cells: BTreeMap<String, StateCell>,
+        #[serde(default)]
+        pub(super) timers: Vec<Timer>,
+        #[serde(default)]
+        pub(super) gc: Option<Timestamp>,
+    }
+
+    impl Entry {
+        pub(super) fn new(key: &Key, window: Window) -> Self {
+            Entry {
+                key: key.values(),
+                window,
+                key_row: Row::new(),
+                cells: BTreeMap::new(),
+                timers: Vec::new(),
+                gc: None,
+            }
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub use pane::{
     combine_holds, describe_pane, element_hold, need_to_emit, output_watermark, pane_timestamp,
     pane_timing,
 };
-pub use runner::ReduceRunner;
+pub use runner::{KeySnapshot, ReduceRunner, WindowSnapshot};
 
 use crate::error::ExecResult;
 use weir_model::time::Timestamp;

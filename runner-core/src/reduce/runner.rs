@@ -661,3 +661,113 @@ fn release_hold(holds: &mut BTreeMap<Timestamp, usize>, hold: Timestamp) {
         }
     }
 }
+
+/// The checkpoint form of one key's windows (see [`ReduceRunner::snapshot`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeySnapshot<C> {
+    /// The key-column values.
+    pub key: Vec<serde_json::Value>,
+    /// Its active windows.
+    pub active: Vec<WindowSnapshot<C>>,
+    /// Windows whose trigger finished, kept until garbage collection.
+    #[serde(default)]
+    pub closed: Vec<Window>,
+}
+
+/// The checkpoint form of one active window.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WindowSnapshot<C> {
+    /// The window.
+    pub window: Window,
+    /// Its buffered contents.
+    pub contents: C,
+    /// Its trigger's state.
+    pub trigger: TriggerState,
+    /// The last pane emitted.
+    pub last_pane: Option<PaneInfo>,
+    /// Elements since the last firing.
+    pub new_elements: u64,
+    /// Their (earliest, latest) timestamp.
+    pub new_span: Option<(Timestamp, Timestamp)>,
+    /// The output watermark hold of the pending pane.
+    pub hold: Option<Timestamp>,
+    /// Whether the end-of-window wake-up is still to come.
+    pub end_of_window_pending: bool,
+    /// The registered event-time wake-up.
+    pub event_wakeup: Option<Timestamp>,
+    /// The registered processing-time wake-up.
+    pub processing_wakeup: Option<Timestamp>,
+}
+
+impl<R: ReduceFn> ReduceRunner<R> {
+    /// Every key's windows, triggers, panes and wake-ups, for a checkpoint. Watermarks are
+    /// not included (a restored runner starts from `MIN`, as Flink's operators do).
+    pub fn snapshot(&self) -> Vec<KeySnapshot<R::Contents>> {
+        self.keys
+            .iter()
+            .map(|(key, kw)| KeySnapshot {
+                key: key.values(),
+                active: kw
+                    .active
+                    .iter()
+                    .map(|(window, st)| WindowSnapshot {
+                        window: *window,
+                        contents: st.contents.clone(),
+                        trigger: st.trigger.clone(),
+                        last_pane: st.last_pane,
+                        new_elements: st.new_elements,
+                        new_span: st.new_span,
+                        hold: st.hold,
+                        end_of_window_pending: st.end_of_window_pending,
+                        event_wakeup: st.registered_event,
+                        processing_wakeup: st.registered_processing,
+                    })
+                    .collect(),
+                closed: kw.closed.iter().copied().collect(),
+            })
+            .collect()
+    }
+
+    /// Adds the keys of a snapshot (several snapshots may be restored into one runner when
+    /// keys are redistributed), re-registering their wake-ups and holds.
+    pub fn restore(&mut self, keys: Vec<KeySnapshot<R::Contents>>) {
+        for snapshot in keys {
+            let key = Key::new(&snapshot.key);
+            let kw = self.keys.entry(key.clone()).or_default();
+            for w in snapshot.active {
+                if let Some(t) = w.event_wakeup {
+                    self.event_wakeups.insert((t, key.clone(), w.window));
+                }
+                if let Some(t) = w.processing_wakeup {
+                    self.processing_wakeups.insert((t, key.clone(), w.window));
+                }
+                if let Some(h) = w.hold {
+                    *self.holds.entry(h).or_default() += 1;
+                }
+                kw.active.insert(
+                    w.window,
+                    WindowState {
+                        contents: w.contents,
+                        trigger: w.trigger,
+                        last_pane: w.last_pane,
+                        new_elements: w.new_elements,
+                        new_span: w.new_span,
+                        hold: w.hold,
+                        end_of_window_pending: w.end_of_window_pending,
+                        registered_event: w.event_wakeup,
+                        registered_processing: w.processing_wakeup,
+                        registered_hold: w.hold,
+                    },
+                );
+            }
+            for window in snapshot.closed {
+                kw.closed.insert(window);
+                self.event_wakeups.insert((
+                    gc_time(&window, self.allowed_lateness),
+                    key.clone(),
+                    window,
+                ));
+            }
+        }
+    }
+}

@@ -93,6 +93,11 @@ impl StateStore {
         self.windows.remove(&(key.clone(), window))
     }
 
+    /// Every (key, window) with state, in key and window order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Window, &WindowCells)> {
+        self.windows.iter().map(|((k, w), c)| (k, w, c))
+    }
+
     /// Number of (key, window) pairs with state.
     pub fn len(&self) -> usize {
         self.windows.len()

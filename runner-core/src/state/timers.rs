@@ -66,6 +66,13 @@ impl TimerQueue {
         }
     }
 
+    /// Every set timer: key, window, name and entry, in key, window and name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, Window, &str, TimerEntry)> {
+        self.timers
+            .iter()
+            .map(|((k, w, n), e)| (k, *w, n.as_str(), *e))
+    }
+
     /// The timer `name` of (key, window), if set.
     pub fn get(&self, key: &Key, window: Window, name: &str) -> Option<TimerEntry> {
         self.timers

@@ -1,0 +1,234 @@
+//! Verdicts and invariants: how a runner's run of a scenario is judged.
+
+use crate::scenario::ExpectedRow;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use weir_model::window::PaneTiming;
+use weir_runner_core::io::RecordedRow;
+use weir_runner_core::schedule::WatermarkEvent;
+
+/// The four verdicts of the design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictKind {
+    /// Equals the expected output (or, without expectations, the model's) and every
+    /// invariant holds.
+    Match,
+    /// Differs from the model exactly as the runner's documented semantics predict.
+    DivergesAsExpected,
+    /// Anything else: wrong output, a broken invariant, an unexpected failure.
+    Violation,
+    /// Rejected at translation, with the feature named.
+    Unsupported,
+}
+
+impl VerdictKind {
+    /// Short name for tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::Match => "match",
+            VerdictKind::DivergesAsExpected => "diverges-as-expected",
+            VerdictKind::Violation => "violation",
+            VerdictKind::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A verdict with its explanation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Which verdict.
+    pub verdict: VerdictKind,
+    /// Why: the `because:` of a divergence, the first differing row of a violation, the
+    /// feature of an unsupported run.
+    pub explanation: String,
+}
+
+/// One invariant checked on a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InvariantCheck {
+    /// The invariant's name.
+    pub name: &'static str,
+    /// Whether it held.
+    pub pass: bool,
+    /// What was checked or what broke.
+    pub detail: String,
+}
+
+/// The fields of a sink row that expectations may compare, as canonical text.
+pub fn canonical(
+    row: &RecordedRow,
+    with_pane: bool,
+    with_window: bool,
+    with_visible: bool,
+) -> String {
+    let mut parts = vec![sorted_json(&serde_json::Value::Object(row.row.clone()))];
+    if with_pane {
+        parts.push(format!(
+            "pane={}/{}",
+            row.meta.pane.timing.as_str(),
+            row.meta.pane.index
+        ));
+    }
+    if with_window {
+        parts.push(format!(
+            "window=[{}, {})",
+            row.meta.window.start, row.meta.window.end
+        ));
+    }
+    if with_visible {
+        parts.push(format!("visible_at={}", row.visible_at));
+    }
+    parts.join(" ")
+}
+
+fn expected_canonical(e: &ExpectedRow) -> String {
+    let mut parts = vec![sorted_json(&serde_json::Value::Object(e.row.clone()))];
+    if let Some((t, i)) = e.pane {
+        parts.push(format!("pane={}/{i}", t.as_str()));
+    }
+    if let Some((s, end)) = e.window {
+        parts.push(format!("window=[{s}, {end})"));
+    }
+    if let Some(v) = e.visible_at {
+        parts.push(format!("visible_at={v}"));
+    }
+    parts.join(" ")
+}
+
+/// JSON with object keys sorted, so rows compare regardless of column order.
+pub fn sorted_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let inner: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String((*k).clone()),
+                        sorted_json(&o[*k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(sorted_json).collect::<Vec<_>>().join(",")
+        ),
+        // Whole floats compare equal to integers (`80.0` vs `80`), as JSON readers see them.
+        serde_json::Value::Number(n)
+            if n.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9e15) =>
+        {
+            format!("{}", n.as_f64().unwrap_or_default() as i64)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Compares committed rows with expectations (only the fields the expectations give).
+/// Returns the first difference, if any.
+pub fn compare(observed: &[RecordedRow], expected: &[ExpectedRow]) -> Option<String> {
+    let with_pane = expected.iter().any(|e| e.pane.is_some());
+    let with_window = expected.iter().any(|e| e.window.is_some());
+    let with_visible = expected.iter().any(|e| e.visible_at.is_some());
+    let mut got: Vec<String> = observed
+        .iter()
+        .map(|r| canonical(r, with_pane, with_window, with_visible))
+        .collect();
+    let mut want: Vec<String> = expected.iter().map(expected_canonical).collect();
+    got.sort();
+    want.sort();
+    if got == want {
+        return None;
+    }
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|w| count(&want, w) > count(&got, w))
+        .collect();
+    let extra: Vec<&String> = got
+        .iter()
+        .filter(|g| count(&got, g) > count(&want, g))
+        .collect();
+    Some(match (missing.first(), extra.first()) {
+        (Some(m), Some(x)) => format!(
+            "expected row `{m}` is missing; got `{x}` instead ({} missing, {} unexpected)",
+            missing.len(),
+            extra.len()
+        ),
+        (Some(m), None) => format!("expected row `{m}` is missing ({} missing)", missing.len()),
+        (None, Some(x)) => format!("unexpected row `{x}` ({} unexpected)", extra.len()),
+        (None, None) => "rows differ in multiplicity".to_string(),
+    })
+}
+
+fn count(v: &[String], s: &str) -> usize {
+    v.iter().filter(|x| x.as_str() == s).count()
+}
+
+/// Watermarks never go backwards, per transform.
+pub fn watermarks_monotone(events: &[WatermarkEvent]) -> InvariantCheck {
+    let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in events {
+        if let Some(prev) = last.get(e.node.as_str()) {
+            if e.watermark < *prev {
+                return InvariantCheck {
+                    name: "watermarks-never-decrease",
+                    pass: false,
+                    detail: format!(
+                        "`{}` went from {prev} back to {} at processing time {}",
+                        e.node, e.watermark, e.processing_time
+                    ),
+                };
+            }
+        }
+        last.insert(&e.node, e.watermark);
+    }
+    InvariantCheck {
+        name: "watermarks-never-decrease",
+        pass: true,
+        detail: format!(
+            "{} watermark changes over {} transforms",
+            events.len(),
+            last.len()
+        ),
+    }
+}
+
+/// With nothing late in the model, the final committed output (rows and windows, whatever the
+/// panes) must equal the model's.
+pub fn final_output_equals_model(
+    observed: &[RecordedRow],
+    model: &[RecordedRow],
+) -> InvariantCheck {
+    let project = |rows: &[RecordedRow]| {
+        let mut v: Vec<String> = rows
+            .iter()
+            .filter(|r| r.committed)
+            .map(|r| canonical(r, false, true, false))
+            .collect();
+        v.sort();
+        v
+    };
+    let (got, want) = (project(observed), project(model));
+    let pass = got == want;
+    InvariantCheck {
+        name: "final-output-equals-model-when-nothing-is-late",
+        pass,
+        detail: if pass {
+            format!("{} committed rows equal the model's", got.len())
+        } else {
+            let missing = want.iter().find(|w| !got.contains(w));
+            let extra = got.iter().find(|g| !want.contains(g));
+            format!("differs from the model: missing {missing:?}, unexpected {extra:?}")
+        },
+    }
+}
+
+/// Timing of a pane as written in reports.
+pub fn pane_text(timing: PaneTiming, index: u64) -> String {
+    format!("{}/{index}", timing.as_str())
+}

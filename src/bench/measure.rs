@@ -1,0 +1,272 @@
+//! Runs one query on one runner and measures it: throughput, end-to-end latency from the
+//! meter sink, peak memory and checkpoints.
+
+use super::queries::{self, SourceSizing};
+use super::report::{Checkpoints, Latency, Outcome, RunResult};
+use anyhow::Context;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weir::core::io::{MeterReading, NexmarkSource};
+use weir::model::runner::{PipelineOptions, Runner};
+
+/// What to run, as the command line gives it.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Query name (`q5`).
+    pub query: String,
+    /// Events of the stream.
+    pub events: u64,
+    /// Parallelism asked for (`None`: the runner's default).
+    pub parallelism: Option<usize>,
+    /// Events per second, when paced.
+    pub rate: Option<f64>,
+    /// `--checkpoint-interval`, passed to the runner.
+    pub checkpoint_interval: Option<String>,
+    /// `--trigger`, passed to the runner.
+    pub trigger: Option<String>,
+    /// `--buffer-timeout`, passed to the runner.
+    pub buffer_timeout: Option<String>,
+    /// `--set` settings, passed to the runner.
+    pub settings: Vec<(String, String)>,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// The settings runner `runner` gets: unscoped ones, and `<runner>.<key>` ones without the
+/// prefix (so one matrix can pass `direct.bundle_size=1024` to the direct runner alone).
+fn settings_for(runner: &str, settings: &[(String, String)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .filter_map(|(key, value)| match key.split_once('.') {
+            Some((scope, key)) if scope == runner => Some((key.to_string(), value.clone())),
+            Some(_) => None,
+            None => Some((key.clone(), value.clone())),
+        })
+        .collect()
+}
+
+/// The cores a run can use: `parallelism` capped by the machine (the direct runner: 1).
+fn cores_used(runner: &str, parallelism: usize) -> usize {
+    let machine = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if runner == "direct" {
+        1
+    } else {
+        parallelism.clamp(1, machine)
+    }
+}
+
+/// The process's peak resident set (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak resident set to the current one (Linux: `5` into `clear_refs`), so each
+/// run of a matrix reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Checkpoint statistics from a `--progress-json` file: every JSON line with a numeric
+/// `checkpoint_duration_ms` field is one completed checkpoint.
+fn read_checkpoints(path: &std::path::Path) -> Option<Checkpoints> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let durations: Vec<f64> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("checkpoint_duration_ms").and_then(|d| d.as_f64()))
+        .collect();
+    if durations.is_empty() {
+        return None;
+    }
+    Some(Checkpoints {
+        count: durations.len() as u64,
+        avg_duration_ms: durations.iter().sum::<f64>() / durations.len() as f64,
+    })
+}
+
+/// Runs `spec` on `runner`. A query the runner refuses is an `Unsupported` outcome, a run
+/// that fails a `Failed` one; errors are for what cannot be set up at all.
+pub fn run_one(spec: &RunSpec, runner: &dyn Runner) -> anyhow::Result<RunResult> {
+    let mut pipeline = queries::load(&spec.query)?;
+    let name = runner.name();
+    let parallelism = spec.parallelism.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let parallelism = if name == "direct" { 1 } else { parallelism };
+    let meter = format!("bench-{}-{name}", spec.query);
+    // With a rate, event times follow the wall clock from the start of the run, so a row's
+    // latency (written minus event time) is the time since its event was due.
+    let base_time = spec.rate.map(|_| now_ms());
+    let sources = queries::prepare(
+        &mut pipeline,
+        SourceSizing {
+            events: spec.events,
+            partitions: parallelism as u32,
+            rate: spec.rate,
+            base_time,
+        },
+        &meter,
+    )?;
+    let plan =
+        weir::model::plan(&pipeline).with_context(|| format!("planning Nexmark {}", spec.query))?;
+    let mut result = RunResult::new(&spec.query, name, spec.events, parallelism, spec.rate);
+    if let Err(refused) = runner.check(&plan) {
+        result.outcome = Outcome::Unsupported(refused.to_string());
+        return Ok(result);
+    }
+    let mut options = PipelineOptions::for_runner(name);
+    if name != "direct" {
+        options.parallelism = spec.parallelism;
+    }
+    options.settings = settings_for(name, &spec.settings);
+    options.checkpoint_interval = spec.checkpoint_interval.clone();
+    options.trigger = spec.trigger.clone();
+    options.buffer_timeout = spec.buffer_timeout.clone();
+    let progress_file = spec
+        .checkpoint_interval
+        .as_ref()
+        .map(|_| progress_file_path(&meter));
+    options.progress_json = progress_file.clone();
+
+    MeterReading::reset(&meter);
+    reset_peak_rss();
+    let passed_before = NexmarkSource::events_passed_in_process();
+    let bar = progress_bar(spec, name);
+    let started = Instant::now();
+    let outcome = std::thread::scope(|scope| {
+        let run = scope.spawn(|| runner.run(&plan, &options).map_err(|e| e.to_string()));
+        while !run.is_finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            let passed = NexmarkSource::events_passed_in_process() - passed_before;
+            bar.set_position((passed / sources as u64).min(spec.events));
+        }
+        run.join()
+            .unwrap_or_else(|_| Err("the runner panicked".to_string()))
+    });
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    result.peak_rss_bytes = peak_rss_bytes();
+    result.elapsed = elapsed;
+    match outcome {
+        Err(e) => result.outcome = Outcome::Failed(e),
+        Ok(_) => {
+            let reading = MeterReading::read(&meter);
+            let secs = elapsed.as_secs_f64().max(1e-9);
+            result.events_per_sec = Some(spec.events as f64 / secs);
+            result.events_per_sec_per_core =
+                Some(spec.events as f64 / secs / cores_used(name, parallelism) as f64);
+            result.output_rows = Some(reading.rows_written);
+            if spec.rate.is_some() && !reading.latency_ms.is_empty() {
+                let h = &reading.latency_ms;
+                result.latency = Some(Latency {
+                    p50: h.value_at_quantile(0.50),
+                    p99: h.value_at_quantile(0.99),
+                    p999: h.value_at_quantile(0.999),
+                });
+            }
+            result.checkpoints = progress_file.as_deref().and_then(read_checkpoints);
+        }
+    }
+    MeterReading::reset(&meter);
+    if let Some(p) = progress_file {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(result)
+}
+
+/// A fresh file for the runner's `--progress-json` lines.
+fn progress_file_path(meter: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "weir-{meter}-{}-{}.progress.jsonl",
+        std::process::id(),
+        now_ms()
+    ))
+}
+
+fn progress_bar(spec: &RunSpec, runner: &str) -> indicatif::ProgressBar {
+    if !spec.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(spec.events),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{prefix:>14} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(format!("{} {runner}", spec.query));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(query: &str, events: u64, rate: Option<f64>) -> RunSpec {
+        RunSpec {
+            query: query.to_string(),
+            events,
+            parallelism: None,
+            rate,
+            checkpoint_interval: None,
+            trigger: None,
+            buffer_timeout: None,
+            settings: vec![("direct.bundle_size".into(), "16".into())],
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn a_run_counts_the_rows_the_meter_saw_and_times_them_only_at_a_rate() {
+        let direct = weir::direct::DirectRunner::new();
+        let flat_out = run_one(&spec("q0", 1_000, None), &direct).unwrap();
+        assert_eq!(flat_out.outcome, Outcome::Ok);
+        assert_eq!(
+            flat_out.output_rows,
+            Some(920),
+            "46 bids in every 50 events"
+        );
+        assert_eq!(flat_out.parallelism, 1);
+        assert!(flat_out.events_per_sec.is_some());
+        assert!(flat_out.latency.is_none(), "no schedule, no latency");
+        let paced = run_one(&spec("q0", 1_000, Some(100_000.0)), &direct).unwrap();
+        assert_eq!(paced.outcome, Outcome::Ok);
+        let latency = paced.latency.expect("latency at a rate");
+        assert!(latency.p50 <= latency.p99 && latency.p99 <= latency.p999);
+    }
+
+    #[test]
+    fn scoped_settings_go_to_their_runner_only() {
+        let settings = vec![
+            ("direct.bundle_size".to_string(), "1024".to_string()),
+            ("continuous.x".to_string(), "1".to_string()),
+            ("shared".to_string(), "2".to_string()),
+        ];
+        assert_eq!(
+            settings_for("direct", &settings),
+            vec![
+                ("bundle_size".to_string(), "1024".to_string()),
+                ("shared".to_string(), "2".to_string())
+            ]
+        );
+        assert_eq!(
+            settings_for("microbatch", &settings),
+            vec![("shared".to_string(), "2".to_string())]
+        );
+    }
+}

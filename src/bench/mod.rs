@@ -1,0 +1,187 @@
+//! `weir bench`: runs a standard workload on the runners of this build and reports
+//! throughput (total and per core, beside Flink's published per-core figures), end-to-end
+//! latency percentiles, peak memory and checkpoints.
+//!
+//! Nexmark queries are the pipeline files of `benches/nexmark/`, built into the binary. A
+//! run rewrites each query's Nexmark sources (`--events`, one partition per unit of
+//! parallelism, `--rate`) and replaces its sink by a meter (`WriteToMeter`) that counts rows
+//! and records each row's latency: the processing time it was written minus its event time.
+//! With `--rate`, event times follow the wall clock from the start of the run (event `k` is
+//! due `k / rate` seconds after it), so that difference is the time from the event's
+//! scheduled generation to its result being visible. Without a rate the source runs flat out
+//! on the generator's nominal event-time schedule, and latency is not reported.
+//!
+//! Checkpoints: with `--checkpoint-interval`, the runner is also given `--progress-json`;
+//! every JSON line it writes with a numeric `checkpoint_duration_ms` field counts as one
+//! completed checkpoint.
+
+mod measure;
+mod queries;
+mod report;
+
+use anyhow::anyhow;
+use measure::RunSpec;
+use report::Outcome;
+
+/// Exit code for a refused benchmark (unknown runner or query, bad argument).
+const EXIT_INVALID: u8 = 2;
+/// Exit code when a run failed.
+const EXIT_FAILED: u8 = 1;
+
+/// The workloads `weir bench` runs.
+#[derive(Debug, clap::Subcommand)]
+pub enum Workload {
+    /// The Nexmark benchmark: queries over a generated auction stream.
+    Nexmark(NexmarkArgs),
+}
+
+/// `weir bench nexmark` arguments.
+#[derive(Debug, clap::Args)]
+pub struct NexmarkArgs {
+    /// Query to run (q0, q1, ..., q22; repeatable or comma-separated).
+    #[arg(long = "query", value_delimiter = ',')]
+    queries: Vec<String>,
+    /// Runner to run it on (repeatable or comma-separated; default: direct, or every runner
+    /// with --all).
+    #[arg(long = "runner", value_delimiter = ',')]
+    runners: Vec<String>,
+    /// Every query (and, unless --runner is given, every runner): the matrix.
+    #[arg(long)]
+    all: bool,
+    /// Events of the stream (all tables): `1000`, `500K`, `10M`.
+    #[arg(long, default_value = "1M")]
+    events: String,
+    /// Parallelism for runners that run in parallel (default: the machine's cores); the
+    /// direct runner always runs one task.
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// Events per second to generate (default: as fast as possible). Latency is measured
+    /// only at a fixed rate.
+    #[arg(long)]
+    rate: Option<String>,
+    /// Checkpoint interval passed to the runner (e.g. `10s`).
+    #[arg(long)]
+    checkpoint_interval: Option<String>,
+    /// Micro-batch trigger passed to the runner (e.g. `processing-time=1s`); a runner that
+    /// does not use it refuses it.
+    #[arg(long)]
+    trigger: Option<String>,
+    /// Output buffer timeout passed to the runner (e.g. `1ms`); a runner that does not use
+    /// it refuses it.
+    #[arg(long)]
+    buffer_timeout: Option<String>,
+    /// Runner-specific settings, `key=value` (repeatable): passed to every runner, or with
+    /// `<runner>.key=value` to that runner only (e.g. `direct.bundle_size=1024`).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    settings: Vec<(String, String)>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Runs a benchmark; the error carries the exit code (2: refused before running, 1: a run
+/// failed).
+pub fn run(workload: Workload) -> Result<(), (u8, anyhow::Error)> {
+    match workload {
+        Workload::Nexmark(args) => nexmark(args),
+    }
+}
+
+fn nexmark(args: NexmarkArgs) -> Result<(), (u8, anyhow::Error)> {
+    let invalid = |e: anyhow::Error| (EXIT_INVALID, e);
+    let events = queries::parse_count(&args.events).map_err(invalid)?;
+    let rate = match &args.rate {
+        None => None,
+        Some(r) => Some(queries::parse_count(r).map_err(invalid)? as f64),
+    };
+    if args.parallelism == Some(0) {
+        return Err(invalid(anyhow!("--parallelism must be at least 1")));
+    }
+    let queries: Vec<String> = if !args.queries.is_empty() {
+        args.queries.clone()
+    } else if args.all {
+        queries::QUERIES
+            .iter()
+            .map(|(q, _)| q.to_string())
+            .collect()
+    } else {
+        return Err(invalid(anyhow!("give --query (e.g. --query q5) or --all")));
+    };
+    for q in &queries {
+        queries::load(q).map_err(invalid)?;
+    }
+    let runner_names: Vec<String> = if !args.runners.is_empty() {
+        args.runners.clone()
+    } else if args.all {
+        weir::runners()
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect()
+    } else {
+        vec!["direct".to_string()]
+    };
+    let runners = runner_names
+        .iter()
+        .map(|n| weir::runner(n))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(invalid)?;
+    let matrix = queries.len() * runners.len() > 1;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut results = Vec::new();
+    for query in &queries {
+        for runner in &runners {
+            let spec = RunSpec {
+                query: query.clone(),
+                events,
+                parallelism: args.parallelism,
+                rate,
+                checkpoint_interval: args.checkpoint_interval.clone(),
+                trigger: args.trigger.clone(),
+                buffer_timeout: args.buffer_timeout.clone(),
+                settings: args.settings.clone(),
+                progress: interactive,
+            };
+            let result = measure::run_one(&spec, runner.as_ref()).map_err(invalid)?;
+            if !matrix {
+                if let Outcome::Unsupported(why) = &result.outcome {
+                    return Err(invalid(anyhow!("{why}")));
+                }
+            }
+            if let Format::Json = args.format {
+                // One object per run, printed as each run ends.
+                println!("{}", result.to_json());
+            }
+            results.push(result);
+        }
+    }
+    if let Format::Table = args.format {
+        print!("{}", report::table(&results));
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Failed(why) => Some(format!("{} on {}: {why}", r.query, r.runner)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err((
+            EXIT_FAILED,
+            anyhow!("{} run(s) failed: {}", failed.len(), failed.join("; ")),
+        ));
+    }
+    Ok(())
+}
