@@ -8,7 +8,8 @@ use crate::combine::Combiner;
 use crate::convert::{batch_to_rows, rows_to_arrays, value_at};
 use crate::error::{ExecError, ExecResult};
 use crate::reduce::{
-    AggregateInput, AggregateReduce, ElementOutcome, FiredPane, Key, PaneContents, ReduceRunner,
+    join_rows, AggregateInput, AggregateReduce, ElementOutcome, FiredPane, JoinColumn, Key,
+    PaneContents, ReduceRunner,
 };
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::compute::filter_record_batch;
@@ -37,14 +38,6 @@ enum Output {
     },
     /// The best rows themselves.
     TopN,
-}
-
-/// Where an output column of a join comes from.
-#[derive(Debug, Clone)]
-struct JoinColumn {
-    side: usize,
-    input_field: String,
-    output_field: String,
 }
 
 /// What a row contributes to the reduce besides its key.
@@ -343,100 +336,18 @@ impl AggregateOperator {
     }
 }
 
-/// Beam's CoGroupByKey + flatten: per key and pane, every combination of one row per input
-/// (the cross product), where an input without rows contributes a row of nulls if it is
-/// optional for the join kind (left: every input but the first; right: every input but the
-/// second; full: all) and suppresses the key otherwise. The join sees exactly the rows the
-/// pane holds: with early or late panes an outer row is padded in a pane where its match has
-/// not arrived (discarding), and accumulating panes restate the whole join so far.
-fn join_rows(
-    kind: JoinKind,
-    columns: &[JoinColumn],
-    key_row: &Row,
-    sides: &[Vec<crate::reduce::SeqRow>],
-    out: &mut Vec<Row>,
-) {
-    let required = |i: usize| match kind {
-        JoinKind::Inner => true,
-        JoinKind::Left => i == 0,
-        JoinKind::Right => i == 1,
-        JoinKind::Full => false,
-    };
-    if sides.iter().all(Vec::is_empty)
-        || sides
-            .iter()
-            .enumerate()
-            .any(|(i, s)| s.is_empty() && required(i))
-    {
-        return;
-    }
-    let choices: Vec<Vec<Option<&Row>>> = sides
-        .iter()
-        .map(|s| {
-            if s.is_empty() {
-                vec![None]
-            } else {
-                s.iter().map(|r| Some(&r.row)).collect()
-            }
-        })
-        .collect();
-    let mut combination = vec![0usize; sides.len()];
-    loop {
-        let mut row = key_row.clone();
-        for c in columns {
-            let value = choices[c.side][combination[c.side]]
-                .and_then(|r| r.get(&c.input_field))
-                .cloned();
-            row.insert(c.output_field.clone(), value.unwrap_or(Value::Null));
-        }
-        out.push(row);
-        // Next combination, the last input varying fastest (the first input outermost).
-        let mut i = sides.len();
-        loop {
-            if i == 0 {
-                return;
-            }
-            i -= 1;
-            combination[i] += 1;
-            if combination[i] < choices[i].len() {
-                break;
-            }
-            combination[i] = 0;
-        }
-    }
-}
-
-/// The output column of every non-key input column, positionally as the plan lays them
-/// out (keys once, then each input's other columns in order, renamed on clashes).
+/// The join's output columns, or an internal error when the plan's schema does not fit.
 fn join_columns(
     node: &str,
     on: &[Vec<String>],
     inputs: &[&CollectionInfo],
     output: &Schema,
 ) -> ExecResult<Vec<JoinColumn>> {
-    let nkeys = on.first().map_or(0, Vec::len);
-    let mut columns = Vec::new();
-    for (side, input) in inputs.iter().enumerate() {
-        for f in &input.schema.fields {
-            if !on[side].contains(&f.name) {
-                columns.push((side, f.name.clone()));
-            }
-        }
-    }
-    if output.fields.len() != nkeys + columns.len() {
-        return Err(ExecError::Internal(format!(
+    crate::reduce::join_columns(on, inputs, output).ok_or_else(|| {
+        ExecError::Internal(format!(
             "`{node}`: join output schema does not match its inputs"
-        )));
-    }
-    Ok(columns
-        .into_iter()
-        .zip(&output.fields[nkeys..])
-        .map(|((side, input_field), out)| JoinColumn {
-            side,
-            input_field,
-            output_field: out.name.clone(),
-        })
-        .collect())
+        ))
+    })
 }
 
 impl Operator for AggregateOperator {

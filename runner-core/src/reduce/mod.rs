@@ -19,11 +19,13 @@
 //! [`TriggerState::merged`]: crate::trigger::TriggerState::merged
 
 mod contents;
+mod join;
 mod key;
 mod pane;
 mod runner;
 
 pub use contents::{AggregateInput, AggregateReduce, PaneContents, RankedRow, SeqRow};
+pub use join::{join_columns, join_rows, JoinColumn};
 pub use key::Key;
 pub use pane::{
     combine_holds, describe_pane, element_hold, need_to_emit, output_watermark, pane_timestamp,

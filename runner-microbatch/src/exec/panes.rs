@@ -3,19 +3,11 @@
 
 use super::aggregate::WindowState;
 use serde_json::Value;
-use weir_model::plan::CollectionInfo;
 use weir_model::transform::JoinKind;
 use weir_model::udf::Row;
 use weir_model::Schema;
-use weir_runner_core::reduce::{AggregateReduce, PaneContents, SeqRow};
-
-/// Where an output column of a join comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinColumn {
-    side: usize,
-    input_field: String,
-    output_field: String,
-}
+pub use weir_runner_core::reduce::{join_columns, JoinColumn};
+use weir_runner_core::reduce::{join_rows, AggregateReduce, PaneContents, SeqRow};
 
 /// How a pane's contents become output rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,38 +37,6 @@ impl Output {
             Output::GroupByKey | Output::CoGroupByKey | Output::Join { .. }
         )
     }
-}
-
-/// The output column of every non-key input column, positionally as the plan lays them out
-/// (keys once, then each input's other columns in order, renamed on clashes).
-pub fn join_columns(
-    on: &[Vec<String>],
-    inputs: &[&CollectionInfo],
-    output: &Schema,
-) -> Option<Vec<JoinColumn>> {
-    let nkeys = on.first().map_or(0, Vec::len);
-    let mut columns = Vec::new();
-    for (side, input) in inputs.iter().enumerate() {
-        for f in &input.schema.fields {
-            if !on[side].contains(&f.name) {
-                columns.push((side, f.name.clone()));
-            }
-        }
-    }
-    if output.fields.len() != nkeys + columns.len() {
-        return None;
-    }
-    Some(
-        columns
-            .into_iter()
-            .zip(&output.fields[nkeys..])
-            .map(|((side, input_field), out)| JoinColumn {
-                side,
-                input_field,
-                output_field: out.name.clone(),
-            })
-            .collect(),
-    )
 }
 
 /// The output rows of one pane of `e`.
@@ -115,63 +75,5 @@ pub fn pane_rows(
         }
         (Output::TopN, PaneContents::Top(best)) => out.extend(best.iter().map(|r| r.row.clone())),
         _ => {}
-    }
-}
-
-/// Every combination of one row per input (the first input outermost); with an outer join a
-/// side without rows contributes nulls, with an inner one nothing is emitted.
-fn join_rows(
-    kind: JoinKind,
-    columns: &[JoinColumn],
-    key_row: &Row,
-    sides: &[Vec<SeqRow>],
-    out: &mut Vec<Row>,
-) {
-    let required = |i: usize| match kind {
-        JoinKind::Inner => true,
-        JoinKind::Left => i == 0,
-        JoinKind::Right => i == 1,
-        JoinKind::Full => false,
-    };
-    if sides.iter().all(Vec::is_empty)
-        || sides
-            .iter()
-            .enumerate()
-            .any(|(i, s)| s.is_empty() && required(i))
-    {
-        return;
-    }
-    let choices: Vec<Vec<Option<&Row>>> = sides
-        .iter()
-        .map(|s| {
-            if s.is_empty() {
-                vec![None]
-            } else {
-                s.iter().map(|r| Some(&r.row)).collect()
-            }
-        })
-        .collect();
-    let mut combination = vec![0usize; sides.len()];
-    loop {
-        let mut row = key_row.clone();
-        for c in columns {
-            let value = choices[c.side][combination[c.side]]
-                .and_then(|r| r.get(&c.input_field))
-                .cloned();
-            row.insert(c.output_field.clone(), value.unwrap_or(Value::Null));
-        }
-        out.push(row);
-        let mut i = sides.len();
-        loop {
-            if i == 0 {
-                return;
-            }
-            i -= 1;
-            combination[i] += 1;
-            if combination[i] < choices[i].len() {
-                break;
-            }
-            combination[i] = 0;
-        }
     }
 }
