@@ -13,6 +13,7 @@ mod format;
 mod memory;
 mod meter;
 mod nexmark;
+mod pacing;
 mod records;
 mod sequence;
 mod stdout;

@@ -22,6 +22,7 @@
 //! drawing anything. `nexmark_source_equals_the_nexmark_crate_on_the_first_million_events`
 //! checks the result against the crate.
 
+use super::pacing::RatePacer;
 use super::{Source, SourcePoll};
 use crate::batch::{self, ElementMeta};
 use crate::error::{ExecError, ExecResult};
@@ -581,11 +582,10 @@ pub struct NexmarkSource {
     schema: Schema,
     schedule: NexmarkSchedule,
     events: Option<u64>,
-    rate: Option<f64>,
     /// Per partition: the next offset to generate.
     next: Vec<u64>,
-    /// Processing time of the first poll and the first offset not generated then.
-    clock_origin: Option<(Timestamp, u64)>,
+    /// Paces output to the target rate.
+    pacer: RatePacer,
     /// Reused text buffer.
     buf: String,
 }
@@ -645,9 +645,8 @@ impl NexmarkSource {
                 settings.out_of_order_group_size,
             ),
             events: settings.events,
-            rate: settings.rate,
             next: (0..u64::from(settings.partitions)).collect(),
-            clock_origin: None,
+            pacer: RatePacer::new(settings.rate),
             buf: String::with_capacity(128),
         })
     }
@@ -660,18 +659,6 @@ impl NexmarkSource {
 
     fn parts(&self) -> u64 {
         self.next.len() as u64
-    }
-
-    /// Number of offsets (from 0) due at `now`: everything when there is no rate.
-    fn due(&self, now: Timestamp) -> u64 {
-        match (self.rate, self.clock_origin) {
-            (None, _) => u64::MAX,
-            (Some(_), None) => 0,
-            (Some(rate), Some((origin, base))) => {
-                let elapsed = (now - origin).max(0) as f64;
-                base.saturating_add((rate * elapsed / 1000.0).floor() as u64)
-            }
-        }
     }
 
     fn ended(&self, p: usize) -> bool {
@@ -692,14 +679,12 @@ impl Source for NexmarkSource {
                 self.parts()
             )));
         }
-        if self.clock_origin.is_none() {
-            let base = self.next.iter().copied().min().unwrap_or(0);
-            self.clock_origin = Some((now, base));
-        }
+        let base = self.next.iter().copied().min().unwrap_or(0);
+        self.pacer.start(now, base);
         if self.ended(p) {
             return Ok(SourcePoll::Ended);
         }
-        let limit = self.due(now).min(self.events.unwrap_or(u64::MAX));
+        let limit = self.pacer.due(now).min(self.events.unwrap_or(u64::MAX));
         let max_rows = max_rows.clamp(1, MAX_ROWS_PER_POLL);
         let wanted = NexmarkEventKind::of_table(self.table);
         let step = self.parts();
@@ -755,28 +740,16 @@ impl Source for NexmarkSource {
             })?;
         self.next[p] = offset;
         // The rate clock restarts from the restored positions at the next poll.
-        self.clock_origin = None;
+        self.pacer.reset();
         Ok(())
     }
 
     fn next_poll_time(&self) -> Option<Timestamp> {
-        let rate = self.rate?;
-        let (origin, base) = self.clock_origin?;
         let next = (0..self.next.len())
             .filter(|p| !self.ended(*p))
             .map(|p| self.next[p])
             .min()?;
-        // Offset `next` is due once floor(rate * elapsed / 1000) >= next - base + 1.
-        let needed = (next - base + 1) as f64;
-        let mut at = origin + (needed * 1000.0 / rate).ceil() as i64;
-        // Float rounding must never make the runner poll too early forever, nor too late.
-        while self.due(at) <= next {
-            at += 1;
-        }
-        while at > origin && self.due(at - 1) > next {
-            at -= 1;
-        }
-        Some(at)
+        self.pacer.due_time(next)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Generated rows: `value` = `start`, `start + 1`, ..., optionally rate-limited.
 
+use super::pacing::RatePacer;
 use super::{Source, SourcePoll};
 use crate::batch::{self, ElementMeta};
 use crate::error::{ExecError, ExecResult};
@@ -21,11 +22,10 @@ pub struct SequenceSource {
     schema: Schema,
     start: i64,
     count: Option<u64>,
-    rate: Option<f64>,
     /// Per partition: how many of its values were emitted.
     emitted: Vec<u64>,
-    /// Processing time of the first poll and the first index not emitted then.
-    clock_origin: Option<(Timestamp, u64)>,
+    /// Paces output to the target rate.
+    pacer: RatePacer,
 }
 
 impl SequenceSource {
@@ -69,9 +69,8 @@ impl SequenceSource {
             schema: schema.clone(),
             start,
             count,
-            rate,
             emitted: vec![0; partitions as usize],
-            clock_origin: None,
+            pacer: RatePacer::new(rate),
         })
     }
 
@@ -82,18 +81,6 @@ impl SequenceSource {
     /// Index of the next value of partition `p`.
     fn next_index(&self, p: usize) -> u64 {
         p as u64 + self.emitted[p] * self.parts()
-    }
-
-    /// Number of indexes (from 0) due at `now`: everything when there is no rate.
-    fn due(&self, now: Timestamp) -> u64 {
-        match (self.rate, self.clock_origin) {
-            (None, _) => u64::MAX,
-            (Some(_), None) => 0,
-            (Some(rate), Some((origin, base))) => {
-                let elapsed = (now - origin).max(0) as f64;
-                base.saturating_add((rate * elapsed / 1000.0).floor() as u64)
-            }
-        }
     }
 
     fn ended(&self, p: usize) -> bool {
@@ -114,17 +101,17 @@ impl Source for SequenceSource {
                 self.parts()
             )));
         }
-        if self.clock_origin.is_none() {
-            let base = (0..self.emitted.len())
+        let base = {
+            (0..self.emitted.len())
                 .map(|q| self.next_index(q))
                 .min()
-                .unwrap_or(0);
-            self.clock_origin = Some((now, base));
-        }
+                .unwrap_or(0)
+        };
+        self.pacer.start(now, base);
         if self.ended(p) {
             return Ok(SourcePoll::Ended);
         }
-        let limit = self.due(now).min(self.count.unwrap_or(u64::MAX));
+        let limit = self.pacer.due(now).min(self.count.unwrap_or(u64::MAX));
         let first = self.next_index(p);
         if first >= limit {
             return Ok(SourcePoll::Pending);
@@ -179,28 +166,16 @@ impl Source for SequenceSource {
             })?;
         self.emitted[p] = (index - p as u64) / parts;
         // The rate clock restarts from the restored positions at the next poll.
-        self.clock_origin = None;
+        self.pacer.reset();
         Ok(())
     }
 
     fn next_poll_time(&self) -> Option<Timestamp> {
-        let rate = self.rate?;
-        let (origin, base) = self.clock_origin?;
         let next = (0..self.emitted.len())
             .filter(|p| !self.ended(*p))
             .map(|p| self.next_index(p))
             .min()?;
-        // Row `next` is due once floor(rate * elapsed / 1000) >= next - base + 1.
-        let needed = (next - base + 1) as f64;
-        let mut at = origin + (needed * 1000.0 / rate).ceil() as i64;
-        // Float rounding must never make the runner poll too early forever, nor too late.
-        while self.due(at) <= next {
-            at += 1;
-        }
-        while at > origin && self.due(at - 1) > next {
-            at -= 1;
-        }
-        Some(at)
+        self.pacer.due_time(next)
     }
 }
 
