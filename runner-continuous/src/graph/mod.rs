@@ -130,7 +130,8 @@ impl JobGraph {
                 .iter()
                 .map(|c| vertex_of[weir_model::pipeline::split_collection(c).0])
                 .collect();
-            let own = overrides.get(&node.name).copied();
+            // `--set parallelism.<transform>` wins over the pipeline's own per-transform value.
+            let own = overrides.get(&node.name).copied().or(node.parallelism);
             if matches!(node.transform, Transform::Read { .. }) {
                 vertex_of.insert(node.name.clone(), graph.vertices.len());
                 graph.vertices.push(Vertex {
@@ -144,8 +145,7 @@ impl JobGraph {
             if let (Placement::Single, Some(p)) = (&placed, own) {
                 if p != 1 {
                     return Err(format!(
-                        "setting `parallelism.{}`: `{}` ({}) runs at parallelism 1",
-                        node.name,
+                        "parallelism {p} for `{}`: it ({}) runs at parallelism 1",
                         node.name,
                         node.transform.type_name()
                     ));
@@ -302,7 +302,7 @@ mod tests {
         );
         let e = JobGraph::build_with(&plan, 2, &[("Show".to_string(), 2)].into()).unwrap_err();
         assert!(
-            e.contains("`Show` (LogForTesting) runs at parallelism 1"),
+            e.contains("parallelism 2 for `Show`: it (LogForTesting) runs at parallelism 1"),
             "{e}"
         );
         let e = JobGraph::build_with(&plan, 2, &[("Nope".to_string(), 2)].into()).unwrap_err();
@@ -318,5 +318,30 @@ mod tests {
              v1 [CountWords -> WriteCounts -> Show] x1\n\
              v0 -NonEmpty-> v1 (Hash { keys: [\"word\"] })\n"
         );
+    }
+
+    #[test]
+    fn the_pipelines_own_per_transform_parallelism_is_honoured_and_a_setting_overrides_it() {
+        let mut pipeline = weir_model::file::parse_file(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/word_count/pipeline.yaml"
+        )))
+        .unwrap();
+        for node in &mut pipeline.transforms {
+            if node.name == "CountWords" {
+                node.parallelism = Some(3);
+            }
+        }
+        let plan = weir_model::plan(&pipeline).unwrap();
+        let vertex_parallelism = |g: &JobGraph| {
+            g.vertices
+                .iter()
+                .find(|v| v.nodes.iter().any(|n| n == "CountWords"))
+                .map(|v| v.parallelism)
+        };
+        let g = JobGraph::build_with(&plan, 2, &BTreeMap::new()).unwrap();
+        assert_eq!(vertex_parallelism(&g), Some(3));
+        let g = JobGraph::build_with(&plan, 2, &[("CountWords".to_string(), 1)].into()).unwrap();
+        assert_eq!(vertex_parallelism(&g), Some(1));
     }
 }
