@@ -58,7 +58,8 @@ enum Kind {
 
 struct Node {
     name: String,
-    inputs: Vec<String>,
+    /// Index of the node producing each input (the plan is in topological order).
+    producers: Vec<usize>,
     kind: Kind,
     output_watermark: Timestamp,
     metrics: OperatorMetrics,
@@ -156,7 +157,18 @@ impl<'p> Executor<'p> {
             };
             nodes.push(Node {
                 name: node.name.clone(),
-                inputs: node.inputs.clone(),
+                producers: node
+                    .inputs
+                    .iter()
+                    .map(|c| {
+                        let producer = weir_model::pipeline::split_collection(c).0;
+                        plan.pipeline
+                            .transforms
+                            .iter()
+                            .position(|t| t.name == producer)
+                            .unwrap_or(i)
+                    })
+                    .collect(),
                 kind,
                 output_watermark: MIN_TIMESTAMP,
                 metrics: OperatorMetrics::default(),
@@ -204,17 +216,10 @@ impl<'p> Executor<'p> {
     }
 
     fn input_watermark(&self, i: usize) -> Timestamp {
-        let node = &self.nodes[i];
-        node.inputs
+        self.nodes[i]
+            .producers
             .iter()
-            .map(|c| {
-                let producer = weir_model::pipeline::split_collection(c).0;
-                self.nodes
-                    .iter()
-                    .find(|n| n.name == producer)
-                    .map(|n| n.output_watermark)
-                    .unwrap_or(MIN_TIMESTAMP)
-            })
+            .map(|p| self.nodes[*p].output_watermark)
             .min()
             .unwrap_or(MAX_TIMESTAMP)
     }

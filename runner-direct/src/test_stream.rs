@@ -78,18 +78,4 @@ impl TestStream {
         self.steps.push(TestStep::AdvanceWatermarkToInfinity);
         self
     }
-    /// The `Read` nodes this stream feeds.
-    pub fn sources(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = self
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                TestStep::AddElements { source, .. } => Some(source.as_str()),
-                _ => None,
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
 }
