@@ -343,6 +343,25 @@ impl Scenario {
                 (e.sink, model, runners)
             }
         };
+        // A misnamed sink would compare an empty output and could pass unnoticed.
+        let memory_sinks: Vec<&str> = plan
+            .pipeline
+            .transforms
+            .iter()
+            .filter_map(|n| match &n.transform {
+                weir_model::transform::Transform::Write {
+                    sink: weir_model::io::SinkSpec::Memory { name },
+                    ..
+                } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !memory_sinks.contains(&sink.as_str()) {
+            bail!(
+                "expect.sink: the pipeline has no WriteToMemory sink named `{sink}` (memory sinks: {})",
+                memory_sinks.join(", ")
+            );
+        }
         let name = raw.name.unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

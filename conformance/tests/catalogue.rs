@@ -53,3 +53,13 @@ fn a_scenario_with_a_bad_schedule_is_refused_with_the_step_named() {
     let err = weir_conformance::Scenario::parse(&text, Path::new("bad.yaml")).unwrap_err();
     assert!(format!("{err:#}").contains("schedule step 1"), "{err:#}");
 }
+
+#[test]
+fn a_scenario_comparing_a_sink_the_pipeline_lacks_is_refused() {
+    let text = "area: x\ndescription: y\npipeline: |\n  pipeline:\n    transforms:\n      - type: ReadFromMemory\n        name: events\n        config: {name: events, schema: {a: int64}}\n      - {type: WriteToMemory, input: events, config: {name: out}}\nschedule:\n  - at: 0s\n    advance: true\nexpect:\n  sink: outt\n  model: []\n";
+    let err = weir_conformance::Scenario::parse(text, Path::new("typo.yaml")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no WriteToMemory sink named `outt` (memory sinks: out)"),
+        "{err:#}"
+    );
+}
