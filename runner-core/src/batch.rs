@@ -218,7 +218,41 @@ pub fn meta_at(batch: &RecordBatch, row: usize) -> ElementMeta {
 
 /// Reads the metadata of every row.
 pub fn metas(batch: &RecordBatch) -> Vec<ElementMeta> {
-    (0..batch.num_rows()).map(|r| meta_at(batch, r)).collect()
+    // The columns are looked up and cast once, not once per row as `meta_at` does.
+    let n = user_width(batch);
+    let int64 = |i: usize| {
+        batch
+            .column(n + i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64 metadata column")
+    };
+    let boolean = |i: usize| {
+        batch
+            .column(n + i)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("bool metadata column")
+    };
+    let (ts, start, end, index) = (int64(0), int64(1), int64(2), int64(4));
+    let timing = batch
+        .column(n + 3)
+        .as_any()
+        .downcast_ref::<Int8Array>()
+        .expect("int8 metadata column");
+    let (first, last) = (boolean(5), boolean(6));
+    (0..batch.num_rows())
+        .map(|r| ElementMeta {
+            ts: ts.value(r),
+            window: Window::new(start.value(r), end.value(r)),
+            pane: PaneInfo {
+                timing: timing_from_code(timing.value(r)),
+                index: index.value(r) as u64,
+                is_first: first.value(r),
+                is_last: last.value(r),
+            },
+        })
+        .collect()
 }
 
 /// Replaces the user columns of `batch` (keeping its metadata) under a new user schema.
@@ -284,6 +318,7 @@ mod tests {
         let b = with_meta(&schema, vec![Arc::new(StringArray::from(vec!["a"]))], &[m]).unwrap();
         assert_eq!(user_width(&b), 1);
         assert_eq!(meta_at(&b, 0), m);
+        assert_eq!(metas(&b), vec![m]);
         assert_eq!(user_columns(&b).num_columns(), 1);
     }
 }

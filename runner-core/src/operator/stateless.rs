@@ -290,7 +290,7 @@ impl StatelessOperator {
                 })
             })
             .collect::<ExecResult<Vec<_>>>()?;
-        let columns = conform_columns(columns, &batch::batch_schema(&self.output_schema))?;
+        let columns = conform_columns(columns, &self.output_arrow)?;
         if out.num_rows() == batch.num_rows() {
             return conform(
                 batch::replace_user_columns(batch, &self.output_schema, columns)?,

@@ -16,7 +16,10 @@ pub struct Key(Arc<str>);
 impl Key {
     /// The key of these key-column values, in key-column order.
     pub fn new(values: &[Value]) -> Key {
-        Key(Value::from(values.to_vec()).to_string().into())
+        // Same text as the `Value::Array` display, without copying the values first.
+        Key(serde_json::to_string(values)
+            .expect("JSON values serialize")
+            .into())
     }
 
     /// The key of no columns: the single group of a global aggregation.
