@@ -57,6 +57,16 @@ pub use hash::stable_hash_array;
 /// batch's user schema (Timestamp = `Timestamp(ms)`, Int64, Float64, Utf8, Boolean,
 /// `List<Utf8>`).
 pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> ExecResult<ArrayRef> {
+    // A plain column already of its canonical type needs no typing or evaluation.
+    if let Expr::Column(name) = expr {
+        if let Some(column) = batch.column_by_name(name) {
+            let canonical =
+                weir_model::DataType::from_arrow(column.data_type()).map(|t| t.to_arrow());
+            if !batch::is_meta(name) && canonical.as_ref() == Some(column.data_type()) {
+                return Ok(column.clone());
+            }
+        }
+    }
     let schema = user_schema(batch)?;
     let out_type = expr.data_type(&schema).map_err(|e| {
         ExecError::Internal(format!("expression `{expr}` does not fit the batch: {e}"))

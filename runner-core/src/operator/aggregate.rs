@@ -1,12 +1,12 @@
 //! The aggregating transforms (`GroupByKey`, `Combine`, `CoGroupByKey`, `Join`, `TopN`):
 //! rows keyed and windowed into a [`ReduceRunner`], fired panes turned back into batches.
 
-use super::window_into::evaluate_on_rows;
 use super::{Operator, OperatorContext};
 use crate::batch::{self, ElementMeta};
 use crate::combine::Combiner;
 use crate::convert::{batch_to_rows, rows_to_arrays, value_at};
 use crate::error::{ExecError, ExecResult};
+use crate::eval::evaluate_in;
 use crate::reduce::{
     join_rows, AggregateInput, AggregateReduce, ElementOutcome, FiredPane, JoinColumn, Key,
     PaneContents, ReduceRunner,
@@ -210,14 +210,7 @@ impl AggregateOperator {
     /// Each row's arguments for the reduce.
     fn arguments(&self, batch: &RecordBatch, rows: &[Row]) -> ExecResult<Vec<Vec<Value>>> {
         let n = batch.num_rows();
-        let evaluate = |e: &Expr| -> ExecResult<ArrayRef> {
-            evaluate_on_rows(e, batch).map_err(|err| match err {
-                ExecError::Internal(m) => {
-                    ExecError::transform(&self.node, format!("evaluating `{e}`: {m}"))
-                }
-                other => other,
-            })
-        };
+        let evaluate = |e: &Expr| -> ExecResult<ArrayRef> { evaluate_in(&self.node, e, batch) };
         Ok(match &self.args {
             Args::None => vec![Vec::new(); n],
             Args::Rank(e) => {

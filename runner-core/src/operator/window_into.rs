@@ -11,7 +11,7 @@ use arrow::compute::{cast, take};
 use arrow::datatypes::DataType as ArrowType;
 use arrow::record_batch::RecordBatch;
 use weir_model::window::{PaneInfo, WindowFn, WindowingStrategy};
-use weir_model::{Expr, Schema};
+use weir_model::Schema;
 
 /// Rewrites the window of every element per the windowing strategy: one output row per
 /// assigned window (sliding windows copy an element into each of its windows), the event
@@ -85,7 +85,7 @@ impl WindowIntoOperator {
         else {
             return Ok(None);
         };
-        let values = evaluate_on_rows(expr, batch)?;
+        let values = crate::eval::evaluate_in(node, expr, batch)?;
         let values = cast(&values, &ArrowType::Int64)?;
         let gaps = values
             .as_any()
@@ -108,16 +108,6 @@ fn bad_gap(batch: &RecordBatch, row: usize, ts: i64, node: &str, why: &str) -> E
         node,
         format!("{why} for the row {values} at timestamp {ts}"),
     )
-}
-
-/// Evaluates `expr` over the user columns of `batch`; a plain column is read directly.
-pub(super) fn evaluate_on_rows(expr: &Expr, batch: &RecordBatch) -> ExecResult<ArrayRef> {
-    if let Expr::Column(name) = expr {
-        if let Some(column) = batch.column_by_name(name) {
-            return Ok(column.clone());
-        }
-    }
-    crate::eval::evaluate(expr, batch)
 }
 
 impl Operator for WindowIntoOperator {
