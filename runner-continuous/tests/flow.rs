@@ -220,6 +220,10 @@ fn a_slow_operator_backpressures_the_sources_with_bounded_queues() {
     assert_eq!(sinks.rows("slow-out").len(), 2_000);
     assert_eq!(run.report.rows_written.get("out"), Some(&2_000));
     // Every input queue stayed within its credits (2 per channel + 8 floating)...
+    assert!(
+        run.metrics.iter().any(|s| s.credits > 0),
+        "subtasks report their credits"
+    );
     for s in run.metrics.iter().filter(|s| s.credits > 0) {
         assert!(s.max_queued <= s.credits, "{s:?}");
     }

@@ -112,6 +112,26 @@ fn without_an_end_of_input_open_windows_stay_open() {
         .run_schedule(&plan, &schedule, &Default::default())
         .unwrap();
     assert!(record.sinks.get("out").is_none_or(|rows| rows.is_empty()));
+    // The row did arrive: its watermark is there, and ending the input fires the window.
+    let time = record
+        .watermarks
+        .iter()
+        .filter(|w| w.node == "time")
+        .map(|w| w.watermark);
+    assert_eq!(time.last(), Some(1_000));
+    let mut ended = schedule.clone();
+    ended.steps.push(Step {
+        at: 61_000,
+        action: Action::EndInput { source: None },
+    });
+    let record = DirectRunner::new()
+        .run_schedule(&plan, &ended, &Default::default())
+        .unwrap();
+    let out: Vec<(i64, i64)> = record.sinks["out"]
+        .iter()
+        .map(|r| (r.row["n"].as_i64().unwrap(), r.meta.window.start))
+        .collect();
+    assert_eq!(out, vec![(1, 0)]);
 }
 
 #[test]

@@ -57,17 +57,27 @@ fn crash_and_restart(
     stop: StopPoint,
     config: impl Fn(&Path) -> QueryConfig,
 ) -> SinkRegistry {
+    crash_and_restart_with(plan, stop, &config, &config)
+}
+
+/// Runs with `before` until `stop`, then restarts with `after` from the checkpoint.
+fn crash_and_restart_with(
+    plan: &weir_model::Plan,
+    stop: StopPoint,
+    before: &dyn Fn(&Path) -> QueryConfig,
+    after: &dyn Fn(&Path) -> QueryConfig,
+) -> SinkRegistry {
     let dir = tempfile::tempdir().unwrap();
     let sinks = SinkRegistry::new();
     let clock = ManualClock::new(0);
-    let mut q = open(plan, config(dir.path()), &clock, &sinks);
+    let mut q = open(plan, before(dir.path()), &clock, &sinks);
     q.stop_at(stop);
     match q.run_to_completion() {
         Err(MicroBatchError::Stopped(p)) => assert_eq!(p, stop),
         other => panic!("expected a stop at {stop}, got {other:?}"),
     }
     drop(q);
-    let mut again = open(plan, config(dir.path()), &clock, &sinks);
+    let mut again = open(plan, after(dir.path()), &clock, &sinks);
     again.run_to_completion().unwrap();
     sinks
 }
@@ -128,10 +138,15 @@ fn an_at_least_once_sink_sees_the_re_run_batch_twice() {
 fn a_restart_at_another_parallelism_gives_the_same_output() {
     let (plan, _) = setup();
     let expected = uninterrupted(&plan);
-    let sinks = crash_and_restart(&plan, StopPoint::MidBatch(1), |d| QueryConfig {
+    let before = |d: &Path| QueryConfig {
+        parallelism: 2,
+        ..cfg(d)
+    };
+    let after = |d: &Path| QueryConfig {
         parallelism: 1,
         ..cfg(d)
-    });
+    };
+    let sinks = crash_and_restart_with(&plan, StopPoint::MidBatch(1), &before, &after);
     assert_eq!(sorted(panes(&sinks.committed_rows("out"))), expected);
 }
 
