@@ -118,7 +118,7 @@ fn without_an_end_of_input_open_windows_stay_open() {
         .iter()
         .filter(|w| w.node == "time")
         .map(|w| w.watermark);
-    assert_eq!(time.last(), Some(1_000));
+    assert_eq!(time.next_back(), Some(1_000));
     let mut ended = schedule.clone();
     ended.steps.push(Step {
         at: 61_000,
