@@ -113,7 +113,7 @@ fn without_an_end_of_input_open_windows_stay_open() {
         .unwrap();
     assert!(record.sinks.get("out").is_none_or(|rows| rows.is_empty()));
     // The row did arrive: its watermark is there, and ending the input fires the window.
-    let time = record
+    let mut time = record
         .watermarks
         .iter()
         .filter(|w| w.node == "time")
