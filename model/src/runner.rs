@@ -119,6 +119,30 @@ impl PipelineOptions {
         }
     }
 
+    /// Refuses `--set` keys runner `runner` does not know: `known` lists its settings (name,
+    /// description; the error lists the names), `prefixes` the key families it also accepts
+    /// (e.g. `parallelism.`, described in `known`).
+    pub fn reject_unknown_settings(
+        &self,
+        runner: &str,
+        known: &[(&str, &str)],
+        prefixes: &[&str],
+    ) -> Result<(), String> {
+        let is_known = |k: &str| {
+            known.iter().any(|(n, _)| *n == k) || prefixes.iter().any(|p| k.starts_with(p))
+        };
+        match self.settings.iter().find(|(k, _)| !is_known(k)) {
+            Some((k, _)) => {
+                let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+                Err(format!(
+                    "the {runner} runner has no setting `{k}` (settings: {})",
+                    names.join(", ")
+                ))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// One runner-specific setting.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings
@@ -196,5 +220,30 @@ mod tests {
             "the direct runner does not use --trigger"
         );
         assert!(o.reject_unused_flags("microbatch", &["trigger"]).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_setting_is_refused_listing_the_known_ones() {
+        let o = PipelineOptions::from_args([
+            "app",
+            "--set",
+            "colour=blue",
+            "--set",
+            "parallelism.Count=2",
+        ])
+        .unwrap();
+        let known = [
+            ("clock", "which clock"),
+            ("parallelism.<transform>", "per transform"),
+        ];
+        assert_eq!(
+            o.reject_unknown_settings("continuous", &known, &["parallelism."])
+                .unwrap_err(),
+            "the continuous runner has no setting `colour` (settings: clock, parallelism.<transform>)"
+        );
+        let o = PipelineOptions::from_args(["app", "--set", "parallelism.Count=2"]).unwrap();
+        assert!(o
+            .reject_unknown_settings("continuous", &known, &["parallelism."])
+            .is_ok());
     }
 }

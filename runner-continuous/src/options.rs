@@ -129,15 +129,9 @@ impl ContinuousOptions {
         options
             .reject_unused_flags("continuous", FLAGS)
             .map_err(anyhow::Error::msg)?;
-        for (k, _) in &options.settings {
-            if !SETTINGS.iter().any(|(name, _)| name == k) && !k.starts_with("parallelism.") {
-                let known: Vec<&str> = SETTINGS.iter().map(|(n, _)| *n).collect();
-                bail!(
-                    "the continuous runner has no setting `{k}` (settings: {})",
-                    known.join(", ")
-                );
-            }
-        }
+        options
+            .reject_unknown_settings("continuous", SETTINGS, &["parallelism."])
+            .map_err(anyhow::Error::msg)?;
         let mut o = ContinuousOptions::default();
         if let Some(p) = options.parallelism {
             if p == 0 {

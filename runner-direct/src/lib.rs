@@ -104,15 +104,9 @@ fn bundle_size(options: &PipelineOptions) -> anyhow::Result<usize> {
     options
         .reject_unused_flags("direct", &[])
         .map_err(anyhow::Error::msg)?;
-    for (k, _) in &options.settings {
-        if !SETTINGS.iter().any(|(name, _)| name == k) {
-            let known: Vec<&str> = SETTINGS.iter().map(|(n, _)| *n).collect();
-            anyhow::bail!(
-                "the direct runner has no setting `{k}` (settings: {})",
-                known.join(", ")
-            );
-        }
-    }
+    options
+        .reject_unknown_settings("direct", SETTINGS, &[])
+        .map_err(anyhow::Error::msg)?;
     match options.setting("bundle_size") {
         None => Ok(1),
         Some(v) => match v.parse::<usize>() {

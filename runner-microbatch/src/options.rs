@@ -63,15 +63,11 @@ pub fn query_config(options: &PipelineOptions) -> Result<QueryConfig> {
         .map_err(|e| {
             MicroBatchError::Options(e.trim_start_matches("the microbatch runner ").to_string())
         })?;
-    for (k, _) in &options.settings {
-        if !SETTINGS.iter().any(|(name, _)| name == k) {
-            let known: Vec<&str> = SETTINGS.iter().map(|(n, _)| *n).collect();
-            return Err(MicroBatchError::Options(format!(
-                "no setting `{k}` (settings: {})",
-                known.join(", ")
-            )));
-        }
-    }
+    options
+        .reject_unknown_settings("microbatch", SETTINGS, &[])
+        .map_err(|e| {
+            MicroBatchError::Options(e.trim_start_matches("the microbatch runner ").to_string())
+        })?;
     let mut c = QueryConfig::default();
     if let Some(t) = &options.trigger {
         c.trigger = QueryTrigger::parse(t).map_err(MicroBatchError::Options)?;
