@@ -312,9 +312,13 @@ impl WindowedAggregate {
                 .iter()
                 .map(|c| value_at(c.as_ref(), row))
                 .collect();
-            let key_json = Value::Array(key.clone()).to_string();
-            let late = self.row_is_late(&window, ctx.late_filter_watermark)
-                || self.trigger_finished(&key_json, &window, ctx);
+            // Same text as `Value::Array(key).to_string()`, without copying the key.
+            let key_json = serde_json::to_string(&key).map_err(|e| {
+                MicroBatchError::Exec(ExecError::Internal(format!("key to JSON: {e}")))
+            })?;
+            let sk = state_key(&key_json, &window);
+            let late =
+                self.row_is_late(&window, ctx.late_filter_watermark) || self.trigger_finished(&sk);
             late_mask.push(late);
             if late {
                 continue;
@@ -326,12 +330,10 @@ impl WindowedAggregate {
                     .1
                     .push((row, window));
             } else {
-                let sk = state_key(&key_json, &window);
-                let fresh = self.reduce.create();
                 let entry = self
                     .entries
                     .entry(sk.clone())
-                    .or_insert_with(|| new_state(key, window, fresh));
+                    .or_insert_with(|| new_state(key, window, self.reduce.create()));
                 add_row(&self.reduce, entry, inputs.input(row), ctx.batch_timestamp)?;
                 self.dirty.insert(sk);
             }
@@ -398,9 +400,12 @@ impl WindowedAggregate {
                 .iter()
                 .map(|c| value_at(c.as_ref(), first))
                 .collect();
-            let key_json = Value::Array(key.clone()).to_string();
-            finished.push(self.trigger_finished(&key_json, &window, ctx));
-            group_keys.push((key, key_json, window));
+            let key_json = serde_json::to_string(&key).map_err(|e| {
+                MicroBatchError::Exec(ExecError::Internal(format!("key to JSON: {e}")))
+            })?;
+            let sk = state_key(&key_json, &window);
+            finished.push(self.trigger_finished(&sk));
+            group_keys.push((key, sk, window));
         }
         if finished.iter().any(|f| *f) {
             for (r, g) in groups.group_of_row.iter().enumerate() {
@@ -410,17 +415,14 @@ impl WindowedAggregate {
             }
         }
         let partials = partials(&self.node, fast, &groups)?;
-        for (g, ((key, key_json, window), accs)) in group_keys.into_iter().zip(partials).enumerate()
-        {
+        for (g, ((key, sk, window), accs)) in group_keys.into_iter().zip(partials).enumerate() {
             if finished[g] {
                 continue;
             }
-            let sk = state_key(&key_json, &window);
-            let fresh = self.reduce.create();
             let entry = self
                 .entries
                 .entry(sk.clone())
-                .or_insert_with(|| new_state(key, window, fresh));
+                .or_insert_with(|| new_state(key, window, self.reduce.create()));
             self.reduce
                 .merge(&mut entry.contents, PaneContents::Combined(accs))?;
             entry.pane_rows += groups.rows[g];
@@ -458,12 +460,9 @@ impl WindowedAggregate {
 
     /// A window whose trigger fired ON_TIME without late firings accepts no more rows (Beam's
     /// finished trigger); such rows are dropped like late ones.
-    fn trigger_finished(&self, key_json: &str, window: &Window, _ctx: &BatchContext) -> bool {
-        self.firing.late.is_none()
-            && self
-                .entries
-                .get(&state_key(key_json, window))
-                .is_some_and(|e| e.fired_on_time)
+    /// Whether the window of state entry `sk` fired on time and takes no late panes.
+    fn trigger_finished(&self, sk: &str) -> bool {
+        self.firing.late.is_none() && self.entries.get(sk).is_some_and(|e| e.fired_on_time)
     }
 
     fn add_merging(
