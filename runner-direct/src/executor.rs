@@ -65,6 +65,9 @@ struct Node {
     metrics: OperatorMetrics,
 }
 
+/// An output tag (`None`: main output) and its (consumer node, input index) pairs.
+type Route = (Option<String>, Vec<(usize, usize)>);
+
 struct Delivery {
     node: usize,
     input: usize,
@@ -76,7 +79,7 @@ pub(crate) struct Executor<'p> {
     plan: &'p Plan,
     nodes: Vec<Node>,
     /// Collection name → (consumer node, input index).
-    consumers: BTreeMap<String, Vec<(usize, usize)>>,
+    routes: Vec<Vec<Route>>,
     queue: VecDeque<Delivery>,
     clock: Clock,
     sinks: SinkRegistry,
@@ -174,10 +177,18 @@ impl<'p> Executor<'p> {
                 metrics: OperatorMetrics::default(),
             });
         }
+        // Per node, its outputs' consumers by tag, so delivery builds no collection names.
+        let mut routes: Vec<Vec<Route>> = vec![Vec::new(); nodes.len()];
+        for (collection, cs) in consumers {
+            let (producer, tag) = weir_model::pipeline::split_collection(&collection);
+            if let Some(i) = nodes.iter().position(|n| n.name == producer) {
+                routes[i].push((tag.map(str::to_string), cs));
+            }
+        }
         Ok(Executor {
             plan,
             nodes,
-            consumers,
+            routes,
             queue: VecDeque::new(),
             clock,
             sinks,
@@ -198,19 +209,16 @@ impl<'p> Executor<'p> {
     /// Queues `outputs` of node `from` for its consumers.
     fn route(&mut self, from: usize, partition: u32, outputs: Vec<(Option<String>, RecordBatch)>) {
         for (tag, batch) in outputs {
-            let collection = match tag {
-                None => self.nodes[from].name.clone(),
-                Some(t) => format!("{}.{t}", self.nodes[from].name),
+            let Some((_, cs)) = self.routes[from].iter().find(|(t, _)| *t == tag) else {
+                continue;
             };
-            if let Some(cs) = self.consumers.get(&collection) {
-                for &(node, input) in cs {
-                    self.queue.push_back(Delivery {
-                        node,
-                        input,
-                        partition,
-                        batch: batch.clone(),
-                    });
-                }
+            for &(node, input) in cs {
+                self.queue.push_back(Delivery {
+                    node,
+                    input,
+                    partition,
+                    batch: batch.clone(),
+                });
             }
         }
     }
