@@ -107,7 +107,7 @@ pub fn execute(
                 let vertices = graph
                     .vertices
                     .iter()
-                    .map(|v| (v.name(), v.parallelism))
+                    .map(|v| (v.head().to_string(), v.parallelism))
                     .collect();
                 let subtasks = graph.vertices.iter().map(|v| v.parallelism).sum();
                 let mode = match config.mode {

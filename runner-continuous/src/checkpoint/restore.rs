@@ -38,8 +38,7 @@ impl Restored {
         let mut by_node: BTreeMap<String, Vec<(usize, usize, serde_json::Value)>> = BTreeMap::new();
         let mut positions_by_source: BTreeMap<String, BTreeMap<u32, serde_json::Value>> =
             BTreeMap::new();
-        for (old_v, (name, old_p)) in meta.vertices.iter().enumerate() {
-            let head = name.split(" -> ").next().unwrap_or_default().to_string();
+        for (old_v, (head, old_p)) in meta.vertices.iter().enumerate() {
             for s in 0..*old_p {
                 let state = storage.read_state(id, old_v, s)?;
                 positions_by_source

@@ -29,7 +29,8 @@ pub struct CheckpointMetadata {
     pub id: u64,
     /// `exactly-once` or `at-least-once`.
     pub mode: String,
-    /// Vertex display name → parallelism, to check a restore.
+    /// Per vertex: its head transform (a source's positions are filed under it; parsing the
+    /// display name would break on transform names containing ` -> `) and its parallelism.
     pub vertices: Vec<(String, usize)>,
     /// Bytes of state written.
     pub size_bytes: u64,
