@@ -58,7 +58,11 @@ pub fn runners() -> Vec<Box<dyn model::runner::Runner>> {
 
 /// Every runner that can run a conformance schedule deterministically.
 pub fn scheduled_runners() -> Vec<Box<dyn core::schedule::ScheduledRunner>> {
-    vec![Box::new(direct::DirectRunner::new())]
+    vec![
+        Box::new(direct::DirectRunner::new()),
+        Box::new(microbatch::MicroBatchRunner::new()),
+        Box::new(continuous::ContinuousRunner::new()),
+    ]
 }
 
 /// The runner called `name`, or an error naming the runners available.

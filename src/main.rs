@@ -66,9 +66,13 @@ enum Command {
     },
     /// List the runners and their capability tables.
     Runners {
-        /// Output format.
+        /// Output format (`markdown`: the capability matrix, each claim linked to the
+        /// conformance scenarios that exercise it).
         #[arg(long, value_enum, default_value = "text")]
         format: TableFormat,
+        /// The conformance scenarios to link from the Markdown matrix.
+        #[arg(long, default_value = "conformance/scenarios")]
+        scenarios: std::path::PathBuf,
     },
 }
 
@@ -180,8 +184,8 @@ fn execute(command: Command) -> Result<(), (u8, anyhow::Error)> {
             out,
         } => conformance(&runner, &scenario, format, out.as_deref()),
         Command::Bench { workload } => bench::run(workload),
-        Command::Runners { format } => {
-            print!("{}", capability_table(format));
+        Command::Runners { format, scenarios } => {
+            print!("{}", capability_table(format, &scenarios).map_err(invalid)?);
             Ok(())
         }
     }
@@ -230,7 +234,10 @@ fn conformance(
             .map_err(|e| (EXIT_FAILED, e))?,
         None => print!("{text}"),
     }
-    eprintln!("{}", report::summary(&results));
+    // The terminal table already ends with the summary.
+    if out.is_some() || !matches!(format, Format::Table) {
+        eprintln!("{}", report::summary(&results));
+    }
     if results.iter().any(|r| r.has_violation()) {
         return Err((EXIT_FAILED, anyhow::anyhow!("conformance violations found")));
     }
@@ -240,14 +247,15 @@ fn conformance(
 fn support_cell(s: &Support) -> String {
     match s {
         Support::Native => "yes".into(),
+        Support::Partial { note } => format!("partial: {note}"),
         Support::Extension { note } => format!("extension: {note}"),
         Support::Unsupported { reason } => format!("no: {reason}"),
     }
 }
 
-fn capability_table(format: TableFormat) -> String {
+fn capability_table(format: TableFormat, scenarios: &std::path::Path) -> anyhow::Result<String> {
     let runners = weir::runners();
-    match format {
+    Ok(match format {
         TableFormat::Json => {
             let v: Vec<serde_json::Value> = runners
                 .iter()
@@ -264,24 +272,26 @@ fn capability_table(format: TableFormat) -> String {
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         TableFormat::Markdown => {
-            let mut s = String::from("| feature |");
-            for r in &runners {
-                s.push_str(&format!(" {} |", r.name()));
-            }
-            s.push_str("\n|---|");
-            s.push_str(&"---|".repeat(runners.len()));
-            s.push('\n');
-            for f in Feature::ALL {
-                s.push_str(&format!("| {} |", f.name()));
-                for r in &runners {
-                    s.push_str(&format!(
-                        " {} |",
-                        support_cell(&r.capabilities().support(*f))
-                    ));
-                }
-                s.push('\n');
-            }
-            s
+            use weir::conformance::matrix::{self, Column};
+            let loaded = if scenarios.exists() {
+                weir::conformance::load_scenarios(scenarios)?
+            } else {
+                Vec::new()
+            };
+            let in_suite: Vec<&str> = weir::scheduled_runners().iter().map(|r| r.name()).collect();
+            let columns: Vec<Column> = runners
+                .iter()
+                .map(|r| Column {
+                    runner: r.name(),
+                    capabilities: r.capabilities(),
+                    in_suite: in_suite.contains(&r.name()),
+                })
+                .collect();
+            let root = scenarios
+                .ancestors()
+                .nth(2)
+                .unwrap_or(std::path::Path::new(""));
+            matrix::markdown(&columns, &loaded, root)
         }
         TableFormat::Text => {
             let mut s = String::new();
@@ -297,5 +307,5 @@ fn capability_table(format: TableFormat) -> String {
             }
             s
         }
-    }
+    })
 }

@@ -169,11 +169,29 @@ fn runners_that_are_not_built_are_refused_by_name() {
 }
 
 #[test]
-fn runners_lists_the_direct_runner_with_its_capabilities() {
+fn runners_prints_the_capability_matrix_with_scenario_links() {
     let o = weir(&["runners", "--format", "markdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("| feature | direct |"), "{text}");
-    assert!(text.contains("| merging-windows | yes |"), "{text}");
+    assert!(
+        text.contains("| | feature | direct | microbatch | continuous |"),
+        "{text}"
+    );
+    // A claim links to the scenarios that exercise it; a refusal links nothing.
+    let sessions = text
+        .lines()
+        .find(|l| l.contains("| merging-windows |"))
+        .unwrap();
+    assert!(
+        sessions.contains("| Yes [") && sessions.contains("][s"),
+        "{sessions}"
+    );
+    let idle = text
+        .lines()
+        .find(|l| l.contains("| idle-timeout |"))
+        .unwrap();
+    assert!(idle.contains("| No<sup>"), "{idle}");
+    assert!(text.contains("[s1]: conformance/scenarios/"), "{text}");
 }
 
 #[test]

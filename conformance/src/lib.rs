@@ -10,9 +10,14 @@
 //!   [`ScheduledRunner`](weir_runner_core::schedule::ScheduledRunner) interface.
 //! - [`verdict`]: compares outputs with expectations and checks the invariants of the design
 //!   on every run.
+//! - [`functions`]: the user functions scenarios name (typetag), so UDF, state and timer
+//!   features are compared too.
+//! - [`matrix`]: the Beam-style capability matrix, each claim linked to its scenarios.
 //! - [`report`]: terminal table, Markdown, JSON and a static HTML page.
 
+pub mod functions;
 pub mod harness;
+pub mod matrix;
 pub mod report;
 pub mod scenario;
 pub mod verdict;

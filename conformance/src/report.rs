@@ -178,7 +178,7 @@ pub fn json_report(results: &[ScenarioResult]) -> Value {
                 "explanation": c.verdict.explanation,
                 "output": c.output.iter().map(row_json).collect::<Vec<_>>(),
                 "dropped_late": c.dropped_late,
-                "watermarks": c.watermarks.iter().map(|w| json!({"node": w.node, "processing_time_ms": w.processing_time, "watermark": w.watermark})).collect::<Vec<_>>(),
+                "watermarks": c.watermarks.iter().map(|w| json!({"node": w.node, "processing_time_ms": w.processing_time, "watermark": w.watermark, "attempt": w.attempt})).collect::<Vec<_>>(),
                 "invariants": c.invariants.iter().map(|i| json!({"name": i.name, "pass": i.pass, "detail": i.detail})).collect::<Vec<_>>(),
                 "ignored_steps": c.ignored_steps,
             }))).collect::<serde_json::Map<String, Value>>(),

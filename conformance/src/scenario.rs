@@ -67,7 +67,16 @@ pub enum RunnerExpectation {
         /// The feature's name as in the capability table.
         feature: String,
     },
+    /// The run fails (e.g. a restart refuses a damaged checkpoint) with an error containing
+    /// this text.
+    Fails {
+        /// Text the error must contain.
+        error: String,
+    },
 }
+
+/// Runners a scenario may give expectations or settings for.
+pub const RUNNERS: &[&str] = &["microbatch", "continuous", "spark", "flink"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +106,8 @@ struct RawStep {
     crash: Option<Value>,
     #[serde(default)]
     restart: Option<RawRestart>,
+    #[serde(default)]
+    corrupt_checkpoint: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -115,8 +126,9 @@ struct RawRestart {
     parallelism: Option<usize>,
 }
 
+/// Unknown keys are runner names, checked against [`RUNNERS`] (serde cannot deny unknown
+/// fields next to a flattened map).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawExpect {
     #[serde(default = "default_sink")]
     sink: String,
@@ -276,13 +288,16 @@ impl Scenario {
                     point: crash_point(c).with_context(|| what.clone())?,
                 });
             }
+            if s.corrupt_checkpoint == Some(true) {
+                actions.push(Action::CorruptCheckpoint);
+            }
             if let Some(r) = s.restart {
                 actions.push(Action::Restart {
                     parallelism: r.parallelism,
                 });
             }
             if actions.len() != 1 {
-                bail!("{what}: give exactly one of deliver, end_input, advance, crash, restart");
+                bail!("{what}: give exactly one of deliver, end_input, advance, crash, corrupt_checkpoint, restart");
             }
             steps.push(Step {
                 at,
@@ -291,6 +306,16 @@ impl Scenario {
         }
         let schedule = Schedule { steps };
         schedule.check_order().map_err(|e| anyhow!(e))?;
+        if let Some(r) = raw
+            .runners
+            .keys()
+            .find(|r| *r != "direct" && !RUNNERS.contains(&r.as_str()))
+        {
+            bail!(
+                "runners.{r}: unknown runner (one of: direct, {})",
+                RUNNERS.join(", ")
+            );
+        }
         let settings = raw
             .runners
             .into_iter()
@@ -308,12 +333,22 @@ impl Scenario {
                 let mut runners = BTreeMap::new();
                 for (runner, v) in e.runners {
                     let what = format!("expect.{runner}");
+                    if !RUNNERS.contains(&runner.as_str()) {
+                        bail!(
+                            "{what}: unknown field `{runner}` (expected sink, model, or a runner: {})",
+                            RUNNERS.join(", ")
+                        );
+                    }
                     let exp = match v {
                         Value::String(s) if s == "same-as-model" => RunnerExpectation::SameAsModel,
                         Value::Object(mut o) => {
                             if let Some(f) = o.remove("unsupported") {
                                 RunnerExpectation::Unsupported {
                                     feature: setting_text(&f),
+                                }
+                            } else if let Some(f) = o.remove("fails") {
+                                RunnerExpectation::Fails {
+                                    error: setting_text(&f),
                                 }
                             } else {
                                 let because = o
@@ -328,7 +363,7 @@ impl Scenario {
                                 )
                                 .with_context(|| what.clone())?;
                                 if let Some(k) = o.keys().next() {
-                                    bail!("{what}: unknown field `{k}` (expected because, rows or unsupported)");
+                                    bail!("{what}: unknown field `{k}` (expected because, rows, unsupported or fails)");
                                 }
                                 RunnerExpectation::Differs {
                                     because,
@@ -384,6 +419,8 @@ impl Scenario {
 
 /// Loads one scenario file, or every `*.yaml` under a directory (recursively, in path order).
 pub fn load_scenarios(path: &Path) -> anyhow::Result<Vec<Scenario>> {
+    // Scenarios may name the suite's user functions: keep them linked.
+    let _ = crate::functions::names();
     if path.is_file() {
         return Ok(vec![Scenario::load(path)?]);
     }

@@ -169,31 +169,33 @@ fn count(v: &[String], s: &str) -> usize {
     v.iter().filter(|x| x.as_str() == s).count()
 }
 
-/// Watermarks never go backwards, per transform.
+/// Watermarks never go backwards, per transform within one job attempt.
 pub fn watermarks_monotone(events: &[WatermarkEvent]) -> InvariantCheck {
-    let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+    // Per transform and job attempt: a restored job may start its watermarks again.
+    let mut last: BTreeMap<(&str, u32), i64> = BTreeMap::new();
     for e in events {
-        if let Some(prev) = last.get(e.node.as_str()) {
+        if let Some(prev) = last.get(&(e.node.as_str(), e.attempt)) {
             if e.watermark < *prev {
                 return InvariantCheck {
                     name: "watermarks-never-decrease",
                     pass: false,
                     detail: format!(
-                        "`{}` went from {prev} back to {} at processing time {}",
-                        e.node, e.watermark, e.processing_time
+                        "`{}` went from {prev} back to {} at processing time {} (attempt {})",
+                        e.node, e.watermark, e.processing_time, e.attempt
                     ),
                 };
             }
         }
-        last.insert(&e.node, e.watermark);
+        last.insert((&e.node, e.attempt), e.watermark);
     }
+    let transforms: std::collections::BTreeSet<&str> = last.keys().map(|(n, _)| *n).collect();
     InvariantCheck {
         name: "watermarks-never-decrease",
         pass: true,
         detail: format!(
             "{} watermark changes over {} transforms",
             events.len(),
-            last.len()
+            transforms.len()
         ),
     }
 }
@@ -226,6 +228,68 @@ pub fn final_output_equals_model(
             format!("differs from the model: missing {missing:?}, unexpected {extra:?}")
         },
     }
+}
+
+/// Committed rows (data, window and pane) as a sorted multiset.
+fn committed_multiset(rows: &[RecordedRow]) -> Vec<String> {
+    let mut v: Vec<String> = rows
+        .iter()
+        .filter(|r| r.committed)
+        .map(|r| canonical(r, true, true, false))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Multiset difference `a - b`.
+fn multiset_minus(a: &[String], b: &[String]) -> Vec<String> {
+    let mut rest = b.to_vec();
+    let mut out = Vec::new();
+    for x in a {
+        match rest.iter().position(|y| y == x) {
+            Some(i) => {
+                rest.swap_remove(i);
+            }
+            None => out.push(x.clone()),
+        }
+    }
+    out
+}
+
+/// A run that crashed and restarted (`recovered`) against the same schedule run one-shot:
+/// under an exactly-once sink the committed outputs are equal (no loss, no duplicates);
+/// under `at_least_once` nothing may be lost, but replays may duplicate.
+pub fn recovery_equals_one_shot(
+    name: &'static str,
+    recovered: &[RecordedRow],
+    one_shot: &[RecordedRow],
+    at_least_once: bool,
+) -> InvariantCheck {
+    let (got, want) = (committed_multiset(recovered), committed_multiset(one_shot));
+    let lost = multiset_minus(&want, &got);
+    let extra = multiset_minus(&got, &want);
+    let pass = lost.is_empty() && (at_least_once || extra.is_empty());
+    let detail = if pass && extra.is_empty() {
+        format!("{} committed rows equal the one-shot run's", got.len())
+    } else if pass {
+        format!(
+            "nothing lost; {} duplicate(s) allowed by at-least-once, first: {}",
+            extra.len(),
+            extra[0]
+        )
+    } else if let Some(l) = lost.first() {
+        format!(
+            "{} row(s) lost against the one-shot run, first: {l}",
+            lost.len()
+        )
+    } else {
+        format!(
+            "{} duplicate or extra row(s) against the one-shot run, first: {}",
+            extra.len(),
+            extra[0]
+        )
+    };
+    InvariantCheck { name, pass, detail }
 }
 
 /// Timing of a pane as written in reports.

@@ -117,7 +117,41 @@ pub enum SourceSpec {
         #[serde(default = "one_u64")]
         out_of_order_group_size: u64,
     },
+    /// Parquet files: one file, or every committed file of a directory (bounded). A
+    /// directory written by a Parquet sink is read through its manifest
+    /// (`_weir_metadata/`): only files of committed epochs are read, so uncommitted or
+    /// half-written files never are. One partition per file, in name order.
+    Parquet {
+        /// A `.parquet` file or a directory of them.
+        path: String,
+    },
+    /// A NATS JetStream stream: one partition per subject filter (or one for the whole
+    /// stream), each message's payload one JSON object; positions are stream sequence
+    /// numbers.
+    JetStream(Box<JetStreamSourceSpec>),
 }
+
+/// Where and how a JetStream source reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JetStreamSourceSpec {
+    /// Server URL (`nats://host:port`).
+    pub url: String,
+    /// The stream to read.
+    pub stream: String,
+    /// Subject filters, one partition each; empty: one partition over the whole stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    /// A timestamp column to fill with each message's JetStream timestamp (the time the
+    /// server stored it), for `AssignTimestamps`; it is part of the source's schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_timestamp: Option<String>,
+    /// Stop at the last message each partition had when the source started (bounded).
+    #[serde(default)]
+    pub bounded: bool,
+}
+
+/// The default NATS server URL.
+pub const NATS_DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 fn one() -> u32 {
     1
@@ -229,6 +263,8 @@ impl SourceSpec {
             SourceSpec::Files { watch, .. } => !watch,
             SourceSpec::Sequence { count, .. } => count.is_some(),
             SourceSpec::Nexmark { events, .. } => events.is_some(),
+            SourceSpec::Parquet { .. } => true,
+            SourceSpec::JetStream(spec) => spec.bounded,
         }
     }
 }
@@ -278,7 +314,84 @@ pub enum SinkSpec {
         /// Registry name.
         name: String,
     },
+    /// A directory of Parquet files, one per committed batch/epoch, committed through a
+    /// manifest under `<path>/_weir_metadata/` (Spark's file-sink log): an epoch already in
+    /// the manifest is a replay and is skipped, and files not listed in it are invisible to
+    /// readers that honour it (Weir's file and Parquet sources do).
+    Parquet {
+        /// Output directory.
+        path: String,
+    },
+    /// A PostgreSQL table (transactional: one transaction per batch recorded in the
+    /// `weir_sink_progress` table, or PostgreSQL's two-phase commit under checkpoints).
+    Postgres(Box<PostgresSinkSpec>),
+    /// A NATS JetStream subject: each row published as a JSON object with a `Nats-Msg-Id`
+    /// derived from (sink id, batch/epoch, row), so the stream's duplicate window drops a
+    /// replayed batch's messages (idempotent within that window).
+    JetStream {
+        /// Server URL (`nats://host:port`).
+        url: String,
+        /// The subject to publish to (a stream must capture it).
+        subject: String,
+        /// Identifies the sink in message ids (default: `<transform>@<subject>`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<String>,
+    },
 }
+
+/// How a PostgreSQL sink writes rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum PostgresWriteMode {
+    /// Plain `INSERT`: every row is a new table row.
+    Insert,
+    /// `INSERT ... ON CONFLICT (key) DO UPDATE`: the last row per key wins.
+    Upsert {
+        /// The key columns (the table's primary key when the sink creates it).
+        key: Vec<String>,
+    },
+}
+
+/// Where and how a PostgreSQL sink writes. The password never appears here: it is read at
+/// run time from the environment variable `password_env` or the file `password_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresSinkSpec {
+    /// A libpq-style connection string (`host=... port=... dbname=... user=...`) or a
+    /// `postgresql://` URL; `host`, `port`, `database` and `user` override its parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Server host (default `127.0.0.1` when no connection string names one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Server port (default 5432).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Database name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// User name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Name of an environment variable holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Path of a file holding the password (surrounding whitespace ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Target table (`name` or `schema.name`), created when missing.
+    pub table: String,
+    /// Insert or upsert.
+    pub mode: PostgresWriteMode,
+    /// Rows per `INSERT` statement.
+    pub batch_size: u64,
+    /// Identifies this sink in `weir_sink_progress` and in prepared-transaction ids
+    /// (default: `<transform>@<table>`). Two jobs writing one database need different ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+/// Default rows per `INSERT` of a PostgreSQL sink.
+pub const POSTGRES_DEFAULT_BATCH_SIZE: u64 = 1000;
 
 impl SinkSpec {
     /// The guarantee this sink gives.
@@ -286,7 +399,10 @@ impl SinkSpec {
         match self {
             SinkSpec::Files { .. } => DeliveryGuarantee::Idempotent,
             SinkSpec::Stdout => DeliveryGuarantee::AtLeastOnce,
-            SinkSpec::Memory { .. } | SinkSpec::Meter { .. } => DeliveryGuarantee::Transactional,
+            SinkSpec::Parquet { .. } | SinkSpec::JetStream { .. } => DeliveryGuarantee::Idempotent,
+            SinkSpec::Memory { .. } | SinkSpec::Meter { .. } | SinkSpec::Postgres(_) => {
+                DeliveryGuarantee::Transactional
+            }
         }
     }
 }

@@ -91,6 +91,30 @@ impl Feature {
         Feature::Assertions,
     ];
 
+    /// The question of Beam's capability matrix the feature answers: `what` is computed,
+    /// `where` in event time, `when` in processing time results appear, `how` refinements
+    /// relate.
+    pub fn group(self) -> &'static str {
+        use Feature::*;
+        match self {
+            UnboundedSources | Joins | StatefulProcessing | UserFunctions | BatchUserFunctions
+            | UserCombiners | SideOutputs | DeadLetterOutputs | Assertions => "what",
+            Windowing | MergingWindows | CustomWindows | DynamicSessionGaps
+            | TimestampCombiners => "where",
+            AllowedLateness
+            | LateDataSideOutput
+            | EarlyFirings
+            | LateFirings
+            | ProcessingTimeTriggers
+            | CountTriggers
+            | CompositeTriggers
+            | EventTimeTimers
+            | ProcessingTimeTimers
+            | IdleTimeout => "when",
+            AccumulatingPanes => "how",
+        }
+    }
+
     /// The feature's name, e.g. `merging-windows`.
     pub fn name(self) -> String {
         serde_json::to_value(self)
@@ -112,6 +136,12 @@ impl fmt::Display for Feature {
 pub enum Support {
     /// As the modelled engine does it.
     Native,
+    /// Supported as the modelled engine does it, but only in some forms; the others are
+    /// refused at translation, naming the form.
+    Partial {
+        /// What is supported and what is refused.
+        note: String,
+    },
     /// Implemented by the runner in its own execution style; the engine it models lacks it.
     Extension {
         /// What the extension does.

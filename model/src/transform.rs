@@ -234,6 +234,8 @@ impl Transform {
                 SourceSpec::Sequence { .. } => "GenerateSequence",
                 SourceSpec::Memory { .. } => "ReadFromMemory",
                 SourceSpec::Nexmark { .. } => "ReadFromNexmark",
+                SourceSpec::Parquet { .. } => "ReadFromParquet",
+                SourceSpec::JetStream(_) => "ReadFromJetStream",
             },
             Transform::Filter { .. } => "Filter",
             Transform::Project { .. } => "MapToFields",
@@ -259,6 +261,9 @@ impl Transform {
                 SinkSpec::Stdout => "LogForTesting",
                 SinkSpec::Memory { .. } => "WriteToMemory",
                 SinkSpec::Meter { .. } => "WriteToMeter",
+                SinkSpec::Parquet { .. } => "WriteToParquet",
+                SinkSpec::Postgres(_) => "WriteToPostgres",
+                SinkSpec::JetStream { .. } => "WriteToJetStream",
             },
             Transform::AssertEqual { .. } => "AssertEqual",
         }

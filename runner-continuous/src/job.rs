@@ -342,10 +342,7 @@ fn deploy(
                 for out in plan.outputs_of(&node.name) {
                     env.partitions.insert(out.to_string(), total);
                 }
-                // Splits round robin over the source's subtasks (Flink's default assigner).
-                let splits: Vec<u32> = (0..total)
-                    .filter(|p| *p as usize % vertex.parallelism == s)
-                    .collect();
+                let splits = crate::graph::assigned_splits(total, vertex.parallelism, s);
                 let chain = Chain::new(
                     plan,
                     &vertex.nodes,

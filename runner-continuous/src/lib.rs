@@ -31,6 +31,12 @@
 //! per source subtask advanced per poll, one record per poll, every emission flushed.
 //! Named kill points (`--set kill_at=...`) fail a run on purpose to exercise recovery.
 //!
+//! Scheduled runs ([`schedule`], the conformance suite's [`ScheduledRunner`]): the same job
+//! graph, chains, valves, barrier aligners, checkpoint storage and two-phase-commit sinks,
+//! moved by a single-threaded scheduler on one job-wide manual clock: deliveries run to
+//! quiescence, periodic watermarks and checkpoints happen at multiples of their intervals,
+//! crashes drop the job and restarts restore it from the run's own checkpoints.
+//!
 //! Decisions where the model and Flink meet:
 //! - the watermark shown and sent between subtasks is Flink's; operators get it plus one
 //!   millisecond (the Beam convention runner-core implements), which makes every firing,
@@ -64,6 +70,7 @@ pub mod graph;
 pub mod job;
 pub mod metrics;
 pub mod options;
+pub mod schedule;
 pub mod task;
 pub mod watermark;
 
@@ -74,6 +81,7 @@ use weir_model::plan::Plan;
 use weir_model::requirements::{Capabilities, Feature, Support};
 use weir_model::runner::{PipelineOptions, RunError, RunReport, Runner};
 use weir_runner_core::io::SinkRegistry;
+use weir_runner_core::schedule::{RunRecord, Schedule, ScheduledRunner};
 
 /// The Flink-style runner.
 #[derive(Debug, Clone, Default)]
@@ -147,6 +155,26 @@ pub fn capabilities() -> Capabilities {
             Feature::Assertions,
             extension("AssertEqual runs as a parallelism-1 operator"),
         )
+}
+
+impl ScheduledRunner for ContinuousRunner {
+    fn name(&self) -> &'static str {
+        "continuous"
+    }
+
+    /// Flink's rules on a schedule, deterministically (see [`schedule`]): periodic
+    /// watermarks `max_ts − D − 1`, two-phase-commit sinks when `checkpoint_interval` is
+    /// set, crashes and restarts from the run's own checkpoints. Settings:
+    /// [`schedule::SCHEDULE_SETTINGS`].
+    fn run_schedule(
+        &self,
+        plan: &Plan,
+        schedule: &Schedule,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<RunRecord, RunError> {
+        self.check(plan)?;
+        schedule::run_schedule(plan, schedule, settings).map_err(|e| -> RunError { e.into() })
+    }
 }
 
 impl Runner for ContinuousRunner {

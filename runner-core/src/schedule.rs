@@ -56,6 +56,10 @@ pub enum Action {
         /// Where.
         point: CrashPoint,
     },
+    /// The runner's newest checkpoint is damaged, as by a disk fault (micro-batch: its newest
+    /// offset-log entry; continuous: the metadata of its newest complete checkpoint): the next
+    /// restart must refuse it, naming the file, rather than silently start over.
+    CorruptCheckpoint,
     /// The runner restarts from its last checkpoint, optionally at another parallelism.
     Restart {
         /// New parallelism.
@@ -118,6 +122,10 @@ pub struct WatermarkEvent {
     pub node: String,
     /// Its new output watermark.
     pub watermark: Timestamp,
+    /// Which run of the job (0 = first; +1 per restart after a crash): a restored job may
+    /// start its watermarks again (Flink does), so they never decrease within one attempt.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// Everything a scheduled run records.
@@ -133,6 +141,9 @@ pub struct RunRecord {
     pub dead_letters: BTreeMap<String, u64>,
     /// Steps the runner could not honour (e.g. a crash on a runner without recovery), with why.
     pub ignored_steps: Vec<String>,
+    /// The runner stopped without acting on the end of input (e.g. Spark's one-shot trigger
+    /// never runs the end-of-input batch), so windows still open were never closed.
+    pub input_left_open: bool,
 }
 
 /// A runner that can execute a schedule deterministically.

@@ -302,6 +302,7 @@ impl<'p> Executor<'p> {
                         processing_time,
                         node: node.name.clone(),
                         watermark: new,
+                        attempt: 0,
                     });
                 }
             }
@@ -546,6 +547,10 @@ impl<'p> Executor<'p> {
                 Action::Advance => {}
                 Action::Crash { point } => ignored.push(format!(
                     "crash at {} ms ({point:?}): the model never crashes; the direct runner ignores it",
+                    step.at
+                )),
+                Action::CorruptCheckpoint => ignored.push(format!(
+                    "corrupt checkpoint at {} ms: the model keeps no checkpoints; the direct runner ignores it",
                     step.at
                 )),
                 Action::Restart { .. } => ignored.push(format!(

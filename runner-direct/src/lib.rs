@@ -156,6 +156,7 @@ impl ScheduledRunner for DirectRunner {
             late_dropped: done.report.late_dropped,
             dead_letters: done.report.dead_letters,
             ignored_steps: ignored,
+            input_left_open: false,
         })
     }
 }

@@ -18,7 +18,8 @@
 //!   exchange ([`exec`]);
 //! - triggers and clocks ([`trigger`]);
 //! - offset/commit logs ([`log`]) and the state store ([`state`]);
-//! - the batch loop, recovery and stop points ([`query`]); progress ([`progress`]).
+//! - the batch loop, recovery and stop points ([`query`]); progress ([`progress`]);
+//! - deterministic runs of conformance schedules on a manual clock ([`schedule`]).
 //!
 //! # Examples
 //!
@@ -36,6 +37,7 @@ pub mod log;
 pub mod options;
 pub mod progress;
 pub mod query;
+pub mod schedule;
 pub mod state;
 pub mod translate;
 pub mod trigger;
@@ -46,16 +48,25 @@ pub use query::{MicroBatchQuery, QueryConfig, StopPoint};
 pub use trigger::{Clock, ManualClock, QueryTrigger};
 
 use progress::BatchProgress;
+use std::collections::BTreeMap;
 use weir_model::error::ModelError;
 use weir_model::plan::Plan;
 use weir_model::requirements::{Capabilities, Feature, Support};
 use weir_model::runner::{PipelineOptions, RunError, RunReport, Runner};
 use weir_runner_core::io::SinkRegistry;
+use weir_runner_core::schedule::{RunRecord, Schedule, ScheduledRunner};
+
+#[cfg(feature = "mutations")]
+#[doc(hidden)]
+pub use watermark::Mutation;
 
 /// The micro-batch runner.
 #[derive(Debug, Clone, Default)]
 pub struct MicroBatchRunner {
     sinks: SinkRegistry,
+    /// A deliberate bug (mutation testing only).
+    #[cfg(feature = "mutations")]
+    mutation: Option<watermark::Mutation>,
 }
 
 /// Everything a finished run produced.
@@ -101,7 +112,20 @@ impl MicroBatchRunner {
 
     /// A runner recording in-memory sink output into `sinks`.
     pub fn with_sinks(sinks: SinkRegistry) -> Self {
-        MicroBatchRunner { sinks }
+        MicroBatchRunner {
+            sinks,
+            #[cfg(feature = "mutations")]
+            mutation: None,
+        }
+    }
+
+    /// This runner with a deliberate semantic bug, for tests showing the conformance suite
+    /// catches it (cargo feature `mutations`; the command line never builds one).
+    #[cfg(feature = "mutations")]
+    #[doc(hidden)]
+    pub fn with_mutation(mut self, mutation: watermark::Mutation) -> Self {
+        self.mutation = Some(mutation);
+        self
     }
 
     /// The registry of in-memory sinks.
@@ -138,6 +162,8 @@ impl MicroBatchRunner {
             }
         };
         let mut query = MicroBatchQuery::open(plan, config, Clock::Wall, self.sinks.clone())?;
+        #[cfg(feature = "mutations")]
+        query.set_mutation(self.mutation);
         query.run_to_completion()?;
         if let Some(dir) = temp {
             let _ = std::fs::remove_dir_all(dir);
@@ -147,6 +173,24 @@ impl MicroBatchRunner {
             sinks: self.sinks.clone(),
             progress: query.progress().to_vec(),
         })
+    }
+}
+
+impl ScheduledRunner for MicroBatchRunner {
+    fn name(&self) -> &'static str {
+        "microbatch"
+    }
+
+    /// Spark Structured Streaming on a manual clock: trigger ticks, batches that take no
+    /// time, crashes at the runner's stop points and restarts from a per-run checkpoint
+    /// directory. The rules are in [`schedule`]; settings in [`schedule::SCHEDULE_SETTINGS`].
+    fn run_schedule(
+        &self,
+        plan: &Plan,
+        schedule: &Schedule,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<RunRecord, RunError> {
+        schedule::run_schedule(self, plan, schedule, settings)
     }
 }
 
@@ -163,14 +207,14 @@ impl Runner for MicroBatchRunner {
     fn check(&self, plan: &Plan) -> Result<(), ModelError> {
         if let Some((feature, reason)) = self.capabilities().check(&plan.requirements) {
             return Err(ModelError::Unsupported {
-                runner: self.name().into(),
+                runner: Runner::name(self).into(),
                 feature: feature.name(),
                 reason,
             });
         }
         translate::check_translatable(plan).map_err(|e| match e {
             MicroBatchError::Unsupported { feature, reason } => ModelError::Unsupported {
-                runner: self.name().into(),
+                runner: Runner::name(self).into(),
                 feature,
                 reason,
             },

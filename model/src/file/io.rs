@@ -1,5 +1,5 @@
-//! Sources and sinks: `Create`, `ReadFrom*` (files, memory, Nexmark), `GenerateSequence`,
-//! `WriteTo*` (files, memory, meter), `LogForTesting`,
+//! Sources and sinks: `Create`, `ReadFrom*` (files, Parquet, memory, Nexmark),
+//! `GenerateSequence`, `WriteTo*` (files, Parquet, PostgreSQL, memory, meter), `LogForTesting`,
 //! and the `schema:` mappings they take.
 
 use super::fields::{index_path, join_path, string, Ctx, Section};
@@ -7,7 +7,11 @@ use super::transforms::{Built, TransformDef};
 use super::windowing::output_tag;
 use super::yaml::{Key, Node, Value};
 use crate::error::Result;
-use crate::io::{BadRecordPolicy, FileFormat, NexmarkTable, SinkMetadata, SinkSpec, SourceSpec};
+use crate::io::{
+    BadRecordPolicy, FileFormat, JetStreamSourceSpec, NexmarkTable, PostgresSinkSpec,
+    PostgresWriteMode, SinkMetadata, SinkSpec, SourceSpec, NATS_DEFAULT_URL,
+    POSTGRES_DEFAULT_BATCH_SIZE,
+};
 use crate::schema::{DataType, Field, Schema};
 use crate::transform::Transform;
 use serde_json::Value as Json;
@@ -527,6 +531,185 @@ pub(crate) fn write_files(def: &TransformDef, format: FileFormat) -> Result<Buil
     let path = required_text(&config, "path")?;
     Ok(write(
         SinkSpec::Files { path, format },
+        sink_metadata(&config)?,
+    ))
+}
+
+/// `ReadFromParquet`: a Parquet file or a directory of them (through its manifest when it
+/// has one); columns matched to the declared schema by name.
+pub(crate) fn read_parquet(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&["path", "schema"])?;
+    let path = required_text(&config, "path")?;
+    let schema = schema(def.ctx, config.require("schema")?, &config.field("schema"))?;
+    Ok(read(
+        SourceSpec::Parquet { path },
+        schema,
+        BadRecordPolicy::Fail,
+    ))
+}
+
+/// `WriteToParquet`: a directory of Parquet files committed through a manifest.
+pub(crate) fn write_parquet(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&["path", "include_window", "include_pane"])?;
+    let path = required_text(&config, "path")?;
+    Ok(write(SinkSpec::Parquet { path }, sink_metadata(&config)?))
+}
+
+/// `WriteToPostgres`: a PostgreSQL table, insert or upsert. A `password` field is refused:
+/// passwords come from `password_env` or `password_file`, never from the pipeline file.
+pub(crate) fn write_postgres(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&[
+        "connection",
+        "host",
+        "port",
+        "database",
+        "user",
+        "password",
+        "password_env",
+        "password_file",
+        "table",
+        "mode",
+        "key",
+        "batch_size",
+        "job",
+        "include_window",
+        "include_pane",
+    ])?;
+    if config.get("password").is_some() {
+        return Err(config.error(
+            config.key_pos("password"),
+            "password",
+            "passwords do not belong in pipeline files; name an environment variable with `password_env` or a file with `password_file`",
+        ));
+    }
+    config.exclusive("password_env", "password_file")?;
+    config.exclusive("connection", "host")?;
+    config.exclusive("connection", "port")?;
+    let table = required_text(&config, "table")?;
+    let port = match config.get("port") {
+        None => None,
+        Some(n) => match n.value {
+            Value::Int(p) if (1..=i64::from(u16::MAX)).contains(&p) => Some(p as u16),
+            _ => {
+                return Err(config.error(n.pos, "port", "expected a port number (1-65535)"));
+            }
+        },
+    };
+    let mode_name = config.str("mode")?.unwrap_or_else(|| "insert".into());
+    let key = config.names("key")?;
+    let mode = match (mode_name.as_str(), key) {
+        ("insert", None) => PostgresWriteMode::Insert,
+        ("insert", Some(_)) => {
+            return Err(config.error(
+                config.key_pos("key"),
+                "key",
+                "only applies with `mode: upsert`",
+            ))
+        }
+        ("upsert", Some(key)) if !key.is_empty() => PostgresWriteMode::Upsert { key },
+        ("upsert", _) => {
+            return Err(config.error(
+                config.key_pos("mode"),
+                "key",
+                "`mode: upsert` needs the key columns in `key`",
+            ))
+        }
+        (other, _) => {
+            let pos = config.get("mode").map(|n| n.pos).unwrap_or(config.pos);
+            return Err(config.error(
+                pos,
+                "mode",
+                format!("unknown mode `{other}` (modes: insert, upsert)"),
+            ));
+        }
+    };
+    let batch_size = match config.u64("batch_size")? {
+        Some(0) => {
+            let pos = config
+                .get("batch_size")
+                .map(|n| n.pos)
+                .unwrap_or(config.pos);
+            return Err(config.error(pos, "batch_size", "must be at least 1"));
+        }
+        Some(n) => n,
+        None => POSTGRES_DEFAULT_BATCH_SIZE,
+    };
+    let spec = PostgresSinkSpec {
+        connection: config.str("connection")?,
+        host: config.str("host")?,
+        port,
+        database: config.str("database")?,
+        user: config.str("user")?,
+        password_env: config.str("password_env")?,
+        password_file: config.str("password_file")?,
+        table,
+        mode,
+        batch_size,
+        job: config.str("job")?,
+    };
+    Ok(write(
+        SinkSpec::Postgres(Box::new(spec)),
+        sink_metadata(&config)?,
+    ))
+}
+
+/// `ReadFromJetStream`: JSON messages of a JetStream stream, a partition per subject.
+pub(crate) fn read_jetstream(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&[
+        "url",
+        "stream",
+        "subjects",
+        "schema",
+        "message_timestamp",
+        "bounded",
+        "error_handling",
+    ])?;
+    let url = config
+        .str("url")?
+        .unwrap_or_else(|| NATS_DEFAULT_URL.into());
+    let stream = required_text(&config, "stream")?;
+    let subjects = config.names("subjects")?.unwrap_or_default();
+    let mut schema = schema(def.ctx, config.require("schema")?, &config.field("schema"))?;
+    let message_timestamp = config.str("message_timestamp")?;
+    if let Some(column) = &message_timestamp {
+        if schema.field(column).is_some() {
+            return Err(config.error(
+                config.key_pos("message_timestamp"),
+                "message_timestamp",
+                format!("column `{column}` is already in the schema; name a new column for the message timestamp"),
+            ));
+        }
+        schema
+            .fields
+            .push(Field::new(column.clone(), DataType::Timestamp));
+    }
+    let bad_records = error_handling(&config)?;
+    Ok(read(
+        SourceSpec::JetStream(Box::new(JetStreamSourceSpec {
+            url,
+            stream,
+            subjects,
+            message_timestamp,
+            bounded: config.bool("bounded")?.unwrap_or(false),
+        })),
+        schema,
+        bad_records,
+    ))
+}
+
+/// `WriteToJetStream`: rows published as JSON to a subject, with idempotent message ids.
+pub(crate) fn write_jetstream(def: &TransformDef) -> Result<Built> {
+    let config = def.config(&["url", "subject", "job", "include_window", "include_pane"])?;
+    let url = config
+        .str("url")?
+        .unwrap_or_else(|| NATS_DEFAULT_URL.into());
+    let subject = required_text(&config, "subject")?;
+    Ok(write(
+        SinkSpec::JetStream {
+            url,
+            subject,
+            job: config.str("job")?,
+        },
         sink_metadata(&config)?,
     ))
 }

@@ -637,3 +637,133 @@ fn read_from_nexmark_refuses_an_unknown_table_and_zero_partitions() {
         "transform `ReadFromNexmark`, field `config.partitions`: must be at least 1",
     );
 }
+
+// ---- Parquet and PostgreSQL ----
+
+#[test]
+fn parquet_read_and_write_take_a_path_and_round_trip_through_json() {
+    use crate::io::{SinkSpec, SourceSpec};
+    use crate::transform::Transform;
+    let p = parse_str(
+        "pipeline:\n  type: chain\n  transforms:\n    - type: ReadFromParquet\n      config: {path: in/, schema: {k: string, n: int64}}\n    - {type: WriteToParquet, config: {path: out, include_pane: true}}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    let Transform::Read { source, .. } = &p.transforms[0].transform else {
+        panic!("not a Read")
+    };
+    assert_eq!(*source, SourceSpec::Parquet { path: "in/".into() });
+    assert!(source.is_bounded());
+    let Transform::Write { sink, metadata } = &p.transforms[1].transform else {
+        panic!("not a Write")
+    };
+    assert_eq!(*sink, SinkSpec::Parquet { path: "out".into() });
+    assert!(metadata.pane);
+    assert_eq!(p.transforms[0].transform.type_name(), "ReadFromParquet");
+    assert_eq!(p.transforms[1].transform.type_name(), "WriteToParquet");
+    let json = p.to_json().unwrap();
+    assert_eq!(
+        crate::Pipeline::from_json(&json)
+            .unwrap()
+            .to_json()
+            .unwrap(),
+        json
+    );
+}
+
+#[test]
+fn write_to_postgres_reads_its_config_and_refuses_a_password() {
+    use crate::io::{DeliveryGuarantee, PostgresWriteMode, SinkSpec};
+    use crate::transform::Transform;
+    let head = "pipeline:\n  type: chain\n  transforms:\n    - {type: GenerateSequence, config: {count: 3}}\n    - type: WriteToPostgres\n";
+    let p = parse_str(
+        &format!("{head}      config: {{host: db, port: 5433, database: test, user: weir, password_env: PGPASS, table: totals, mode: upsert, key: value, batch_size: 10}}\n"),
+        "f.yaml",
+    )
+    .unwrap();
+    let Transform::Write { sink, .. } = &p.transforms[1].transform else {
+        panic!("not a Write")
+    };
+    let SinkSpec::Postgres(spec) = sink else {
+        panic!("not postgres: {sink:?}")
+    };
+    assert_eq!(spec.host.as_deref(), Some("db"));
+    assert_eq!(spec.port, Some(5433));
+    assert_eq!(spec.password_env.as_deref(), Some("PGPASS"));
+    assert_eq!(
+        spec.mode,
+        PostgresWriteMode::Upsert {
+            key: vec!["value".into()]
+        }
+    );
+    assert_eq!(spec.batch_size, 10);
+    assert_eq!(sink.guarantee(), DeliveryGuarantee::Transactional);
+    assert_eq!(p.transforms[1].transform.type_name(), "WriteToPostgres");
+    let json = p.to_json().unwrap();
+    assert!(!json.contains("password\""), "{json}");
+    assert_eq!(
+        crate::Pipeline::from_json(&json)
+            .unwrap()
+            .to_json()
+            .unwrap(),
+        json
+    );
+
+    assert_error(
+        &format!("{head}      config: {{table: t, password: hunter2}}\n"),
+        "f.yaml:6:26",
+        "transform `WriteToPostgres`, field `config.password`: passwords do not belong in pipeline files; name an environment variable with `password_env` or a file with `password_file`",
+    );
+    assert_error_starts(
+        &format!("{head}      config: {{table: t, mode: upsert}}\n"),
+        "f.yaml:6:26",
+        "transform `WriteToPostgres`, field `config.key`: `mode: upsert` needs the key columns",
+    );
+    assert_error_starts(
+        &format!("{head}      config: {{table: t, mode: merge}}\n"),
+        "f.yaml:6:32",
+        "transform `WriteToPostgres`, field `config.mode`: unknown mode `merge`",
+    );
+}
+
+// ---- NATS JetStream ----
+
+#[test]
+fn jetstream_read_adds_the_message_timestamp_column_and_write_takes_a_subject() {
+    use crate::io::{SinkSpec, SourceSpec, NATS_DEFAULT_URL};
+    use crate::schema::DataType;
+    use crate::transform::Transform;
+    let p = parse_str(
+        "pipeline:\n  type: chain\n  transforms:\n    - type: ReadFromJetStream\n      config: {stream: S, subjects: [a, b], schema: {k: string}, message_timestamp: at, bounded: true}\n    - {type: WriteToJetStream, config: {subject: out, job: j}}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    let Transform::Read { source, schema, .. } = &p.transforms[0].transform else {
+        panic!("not a Read")
+    };
+    let SourceSpec::JetStream(spec) = source else {
+        panic!("not JetStream: {source:?}")
+    };
+    assert_eq!(spec.url, NATS_DEFAULT_URL);
+    assert_eq!(spec.subjects, ["a", "b"]);
+    assert!(source.is_bounded());
+    assert_eq!(schema.field("at").unwrap().data_type, DataType::Timestamp);
+    let Transform::Write { sink, .. } = &p.transforms[1].transform else {
+        panic!("not a Write")
+    };
+    assert_eq!(
+        *sink,
+        SinkSpec::JetStream {
+            url: NATS_DEFAULT_URL.into(),
+            subject: "out".into(),
+            job: Some("j".into())
+        }
+    );
+    assert_eq!(p.transforms[0].transform.type_name(), "ReadFromJetStream");
+    assert_eq!(p.transforms[1].transform.type_name(), "WriteToJetStream");
+    assert_error_starts(
+        "pipeline:\n  transforms:\n    - type: ReadFromJetStream\n      config: {stream: S, schema: {k: string}, message_timestamp: k}\n",
+        "f.yaml:4:48",
+        "transform `ReadFromJetStream`, field `config.message_timestamp`: column `k` is already in the schema",
+    );
+}

@@ -60,6 +60,8 @@ pub(crate) const TYPES: &[TransformType] = &[
     kind("GenerateSequence", Arity::None, true, io::generate_sequence),
     kind("ReadFromMemory", Arity::None, true, io::read_memory),
     kind("ReadFromNexmark", Arity::None, true, io::read_nexmark),
+    kind("ReadFromParquet", Arity::None, true, io::read_parquet),
+    kind("ReadFromJetStream", Arity::None, true, io::read_jetstream),
     kind("WriteToJson", Arity::One, false, |d| {
         io::write_files(d, FileFormat::JsonLines)
     }),
@@ -72,6 +74,9 @@ pub(crate) const TYPES: &[TransformType] = &[
     kind("LogForTesting", Arity::One, false, io::log_for_testing),
     kind("WriteToMemory", Arity::One, false, io::write_memory),
     kind("WriteToMeter", Arity::One, false, io::write_meter),
+    kind("WriteToParquet", Arity::One, false, io::write_parquet),
+    kind("WriteToPostgres", Arity::One, false, io::write_postgres),
+    kind("WriteToJetStream", Arity::One, false, io::write_jetstream),
     kind("Filter", Arity::One, true, filter),
     kind("MapToFields", Arity::One, true, map_to_fields),
     kind("Explode", Arity::One, true, explode),

@@ -5,6 +5,15 @@
 //! checkpoint id as its epoch. On restore, pending transactions the sink has not committed
 //! yet are committed (idempotently: a commit marker records the last epoch committed);
 //! the open transaction of a failed run is lost with it, i.e. aborted.
+//!
+//! A sink with a native two-phase commit (PostgreSQL's prepared transactions, see
+//! [`weir_runner_core::io::NativeTwoPhaseCommit`]) keeps its transactions itself: at the
+//! barrier the open rows go to the sink, which prepares them under the checkpoint id; the
+//! checkpoint stores only the ids of the prepared transactions; completion commits them.
+//! On restore the sink rolls back its prepared transactions the checkpoint does not list
+//! (their checkpoints never completed) and the listed ones are committed as usual. A run
+//! that does not restore rolls back every prepared transaction of the sink at its first
+//! barrier.
 
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -13,8 +22,20 @@ use weir_model::window::{PaneInfo, Window};
 use weir_model::Schema;
 use weir_runner_core::batch::{metas, timing_code, timing_from_code, with_meta, ElementMeta};
 use weir_runner_core::convert::{batch_to_rows, rows_to_arrays};
+use weir_runner_core::io::NativeTwoPhaseCommit;
 use weir_runner_core::operator::{Operator, OperatorContext, WriteOperator};
 use weir_runner_core::{ExecError, ExecResult};
+
+/// The subtask index in transaction ids: a `Write` runs as one subtask (the job graph
+/// places sinks with parallelism 1).
+const SINK_SUBTASK: u32 = 0;
+
+/// The checkpoint state of a sink with a native two-phase commit: the checkpoint ids of
+/// its prepared, not yet committed transactions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PreparedTransactions {
+    prepared: Vec<u64>,
+}
 
 /// One staged transaction as stored in a checkpoint: rows with their metadata
 /// `[ts, window start, window end, pane timing, pane index, first, last]`.
@@ -31,19 +52,76 @@ pub struct TwoPhaseCommitSink {
     op: WriteOperator,
     schema: Schema,
     open: Vec<RecordBatch>,
-    /// Pre-committed transactions by checkpoint id, oldest first.
+    /// Pre-committed transactions by checkpoint id, oldest first (no rows when native).
     pending: Vec<(u64, Vec<RecordBatch>)>,
+    /// The sink prepares transactions itself ([`weir_runner_core::io::Sink::native_two_phase`]).
+    native: bool,
+    /// Native: the sink's leftover prepared transactions were resolved.
+    recovered: bool,
+    /// Native: rows of each prepared transaction, for the rows-written metric.
+    prepared_rows: Vec<(u64, u64)>,
+    /// The highest checkpoint id pre-committed or restored.
+    last_epoch: u64,
 }
 
 impl TwoPhaseCommitSink {
     /// Wraps `op`, whose input rows have user schema `schema`.
-    pub fn new(op: WriteOperator, schema: Schema) -> Self {
+    pub fn new(mut op: WriteOperator, schema: Schema) -> Self {
+        let native = op.sink_mut().native_two_phase().is_some();
         TwoPhaseCommitSink {
             op,
             schema,
             open: Vec::new(),
             pending: Vec::new(),
+            native,
+            recovered: false,
+            prepared_rows: Vec::new(),
+            last_epoch: 0,
         }
+    }
+
+    /// The sink's native two-phase commit (only called when `native`).
+    fn two_phase(&mut self) -> ExecResult<&mut dyn NativeTwoPhaseCommit> {
+        self.op
+            .sink_mut()
+            .native_two_phase()
+            .ok_or_else(|| ExecError::Internal("the sink lost its two-phase commit".into()))
+    }
+
+    /// Native, without a restore: rolls back whatever an earlier run left prepared.
+    fn recover_once(&mut self) -> ExecResult<()> {
+        if !self.recovered {
+            self.two_phase()?.recover(&[], SINK_SUBTASK)?;
+            self.recovered = true;
+        }
+        Ok(())
+    }
+
+    /// Native pre-commit: the open rows go to the sink, which prepares them.
+    fn prepare_native(&mut self, id: u64) -> ExecResult<serde_json::Value> {
+        self.recover_once()?;
+        let mut rows = 0;
+        for b in std::mem::take(&mut self.open) {
+            rows += b.num_rows() as u64;
+            self.op.sink_mut().write(&b, 0)?;
+        }
+        self.two_phase()?.prepare(id, SINK_SUBTASK)?;
+        self.pending.push((id, Vec::new()));
+        self.prepared_rows.push((id, rows));
+        self.last_epoch = self.last_epoch.max(id);
+        let stored = PreparedTransactions {
+            prepared: self.pending_epochs(),
+        };
+        serde_json::to_value(stored).map_err(|e| ExecError::Internal(e.to_string()))
+    }
+
+    /// Native commit of the transaction prepared for `epoch`.
+    fn commit_native(&mut self, epoch: u64, ctx: &mut OperatorContext) -> ExecResult<()> {
+        self.two_phase()?.commit_prepared(epoch, SINK_SUBTASK)?;
+        if let Some(i) = self.prepared_rows.iter().position(|(e, _)| *e == epoch) {
+            ctx.metrics.rows_written += self.prepared_rows.remove(i).1;
+        }
+        Ok(())
     }
 
     /// Rows for the open transaction.
@@ -54,6 +132,10 @@ impl TwoPhaseCommitSink {
     /// Pre-commit at the barrier of checkpoint `id`: the open transaction is staged and a new
     /// one begins. Returns the pending transactions to store in the checkpoint.
     pub fn pre_commit(&mut self, id: u64) -> ExecResult<serde_json::Value> {
+        if self.native {
+            return self.prepare_native(id);
+        }
+        self.last_epoch = self.last_epoch.max(id);
         let open = std::mem::take(&mut self.open);
         self.pending.push((id, open));
         let stored: Vec<StoredTransaction> = self
@@ -87,6 +169,18 @@ impl TwoPhaseCommitSink {
 
     /// Restores the pending transactions of a checkpoint.
     pub fn restore(&mut self, state: serde_json::Value) -> ExecResult<()> {
+        if self.native {
+            let stored: PreparedTransactions = serde_json::from_value(state).map_err(|e| {
+                ExecError::Internal(format!("restoring prepared transactions: {e}"))
+            })?;
+            self.two_phase()?.recover(&stored.prepared, SINK_SUBTASK)?;
+            self.recovered = true;
+            for epoch in stored.prepared {
+                self.last_epoch = self.last_epoch.max(epoch);
+                self.pending.push((epoch, Vec::new()));
+            }
+            return Ok(());
+        }
         let stored: Vec<StoredTransaction> =
             serde_json::from_value(state).map_err(|e| ExecError::Internal(e.to_string()))?;
         for t in stored {
@@ -106,6 +200,7 @@ impl TwoPhaseCommitSink {
                     },
                 })
                 .collect();
+            self.last_epoch = self.last_epoch.max(t.epoch);
             self.pending
                 .push((t.epoch, vec![with_meta(&self.schema, arrays, &metas)?]));
         }
@@ -131,6 +226,11 @@ impl TwoPhaseCommitSink {
             if epoch <= already {
                 continue;
             }
+            if self.native {
+                self.commit_native(epoch, ctx)?;
+                last = Some(epoch);
+                continue;
+            }
             for b in batches {
                 self.op.process_batch(0, b, ctx)?;
             }
@@ -144,6 +244,22 @@ impl TwoPhaseCommitSink {
     /// committed as one final epoch (Flink commits the final transaction at the end of a
     /// bounded input).
     pub fn close(&mut self, already: u64, ctx: &mut OperatorContext) -> ExecResult<()> {
+        if self.native {
+            // Prepared transactions are committed; the rows after the last barrier are
+            // committed directly as the epoch after every checkpoint id (a replay of this
+            // final epoch after a restore is then recognised and skipped by the sink).
+            self.recover_once()?;
+            for (epoch, _) in std::mem::take(&mut self.pending) {
+                if epoch > already {
+                    self.commit_native(epoch, ctx)?;
+                }
+            }
+            for b in std::mem::take(&mut self.open) {
+                self.op.process_batch(0, b, ctx)?;
+            }
+            let last = self.last_epoch.max(already);
+            return self.op.commit(last + 1, ctx.processing_time);
+        }
         let pending = std::mem::take(&mut self.pending);
         for (_, batches) in pending.into_iter().filter(|(e, _)| *e > already) {
             for b in batches {

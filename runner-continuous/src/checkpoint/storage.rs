@@ -137,7 +137,25 @@ impl CheckpointStorage {
                 self.dir.display()
             )
         })?;
-        Ok(serde_json::from_slice(&text)?)
+        serde_json::from_slice(&text).with_context(|| {
+            format!(
+                "checkpoint {id} is corrupt: `{}` is not valid checkpoint metadata",
+                self.checkpoint_dir(id).join("_metadata").display()
+            )
+        })
+    }
+
+    /// Overwrites the metadata of the newest complete checkpoint with garbage (conformance
+    /// schedules' `corrupt_checkpoint`, a disk fault); returns the file, or `None` without a
+    /// complete checkpoint.
+    pub fn corrupt_newest(&self) -> anyhow::Result<Option<PathBuf>> {
+        let Some(id) = self.completed()?.last().copied() else {
+            return Ok(None);
+        };
+        let path = self.checkpoint_dir(id).join("_metadata");
+        std::fs::write(&path, b"{\"id\": \x00 damaged")
+            .with_context(|| format!("damaging `{}`", path.display()))?;
+        Ok(Some(path))
     }
 
     /// The last epoch sink `name` (transform and subtask) committed (0: none).

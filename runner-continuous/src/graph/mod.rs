@@ -345,3 +345,11 @@ mod tests {
         assert_eq!(vertex_parallelism(&g), Some(1));
     }
 }
+
+/// The source splits subtask `subtask` of a source vertex at `parallelism` reads: round robin
+/// over the subtasks (Flink's default split assignment).
+pub fn assigned_splits(total: u32, parallelism: usize, subtask: usize) -> Vec<u32> {
+    (0..total)
+        .filter(|p| *p as usize % parallelism == subtask)
+        .collect()
+}

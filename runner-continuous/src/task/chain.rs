@@ -495,6 +495,14 @@ impl Chain {
         std::mem::take(&mut self.outgoing)
     }
 
+    /// Every chained transform's current output status (Flink convention), head first.
+    pub fn statuses(&self) -> Vec<(&str, NodeStatus)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.status))
+            .collect()
+    }
+
     /// Per-transform metrics.
     pub fn metrics(&self) -> Vec<NodeMetrics> {
         self.nodes.iter().map(|n| n.metrics.clone()).collect()

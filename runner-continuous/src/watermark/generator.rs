@@ -7,35 +7,59 @@ use weir_model::window::WatermarkStrategy;
 
 /// Flink's `BoundedOutOfOrdernessWatermarks` for one split: it tracks the largest timestamp
 /// seen and, on each periodic emit, proposes `max_ts − D − 1` (`MIN` before any element).
-/// With an idle timeout it is Flink's `WatermarksWithIdleness`: a split without elements for
-/// longer than the timeout (processing time) is idle until it gets an element again.
+/// With an idle timeout it is Flink's `WatermarksWithIdleness`, whose `IdlenessTimer` is only
+/// consulted at periodic emits: the first emit that finds no element since the previous one
+/// starts the inactivity clock, and a later emit more than the timeout after that start
+/// marks the split idle, until it gets an element again.
 #[derive(Debug, Clone)]
 pub struct BoundedOutOfOrderness {
     delay: i64,
     idle_timeout: Option<i64>,
     max_ts: Option<Timestamp>,
-    /// Processing time of the last element (or of the split's assignment).
-    last_activity: Timestamp,
+    /// Elements seen (the timer's activity counter), and its value at the last emit.
+    events: u64,
+    events_at_last_emit: u64,
+    /// Processing time of the first emit that found no activity (`None`: active).
+    inactive_since: Option<Timestamp>,
     idle: bool,
 }
 
 impl BoundedOutOfOrderness {
     /// A generator for `strategy`, assigned at processing time `now`.
-    pub fn new(strategy: &WatermarkStrategy, now: Timestamp) -> Self {
+    pub fn new(strategy: &WatermarkStrategy, _now: Timestamp) -> Self {
         BoundedOutOfOrderness {
             delay: strategy.max_out_of_orderness.millis(),
             idle_timeout: strategy.idle_timeout.map(|d| d.millis()),
             max_ts: None,
-            last_activity: now,
+            events: 0,
+            events_at_last_emit: 0,
+            inactive_since: None,
             idle: false,
         }
     }
 
-    /// An element with event time `ts` arrived at processing time `now`.
-    pub fn on_event(&mut self, ts: Timestamp, now: Timestamp) {
+    /// An element with event time `ts` arrived (at processing time `_now`; Flink's timer
+    /// only counts activity and reads the clock at emits).
+    pub fn on_event(&mut self, ts: Timestamp, _now: Timestamp) {
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
-        self.last_activity = now;
+        self.events += 1;
         self.idle = false;
+    }
+
+    /// Flink's `IdlenessTimer.checkIfIdle`, at a periodic emit.
+    fn check_if_idle(&mut self, now: Timestamp, timeout: i64) -> bool {
+        if self.events != self.events_at_last_emit {
+            self.events_at_last_emit = self.events;
+            self.inactive_since = None;
+            return false;
+        }
+        match self.inactive_since {
+            None => {
+                self.inactive_since = Some(now);
+                false
+            }
+            Some(start) => now - start > timeout,
+        }
     }
 
     /// The periodic emit at processing time `now`: `None` when the split is idle, otherwise
@@ -43,7 +67,7 @@ impl BoundedOutOfOrderness {
     /// `max_ts − D` is still on time).
     pub fn on_periodic_emit(&mut self, now: Timestamp) -> Option<Timestamp> {
         if let Some(timeout) = self.idle_timeout {
-            if now - self.last_activity > timeout {
+            if self.check_if_idle(now, timeout) {
                 self.idle = true;
             }
         }
@@ -162,27 +186,36 @@ mod tests {
     fn idleness_releases_a_watermark_held_by_a_silent_split() {
         let mut w = SplitWatermarks::new(strategy(0, Some(1_000)), &[0, 1], 0);
         w.on_event(0, 100, 0);
-        w.on_event(0, 2_000, 900);
-        assert_eq!(w.on_periodic_emit(1_000), Some(MIN_TIMESTAMP));
-        // At 1 001 split 1 has been silent for more than the timeout: excluded.
-        assert_eq!(w.on_periodic_emit(1_001), Some(1_999));
-        // It emits again: it counts again, but the watermark never goes back.
-        w.on_event(1, 500, 1_100);
-        assert_eq!(w.on_periodic_emit(1_200), Some(1_999));
-        w.on_event(1, 3_000, 1_300);
-        w.on_event(0, 4_000, 1_300);
-        assert_eq!(w.on_periodic_emit(1_400), Some(2_999));
+        w.on_event(1, 50, 0);
+        // Activity since the last check: both active.
+        assert_eq!(w.on_periodic_emit(200), Some(49));
+        w.on_event(0, 2_000, 300);
+        // Split 1 saw nothing since the last emit: its inactivity clock starts at 400.
+        assert_eq!(w.on_periodic_emit(400), Some(49));
+        w.on_event(0, 2_100, 1_300);
+        // 1 400 − 400 = 1 000 is not more than the timeout: still active.
+        assert_eq!(w.on_periodic_emit(1_400), Some(49));
+        // At 1 600 it is: split 1 is excluded and split 0 alone decides.
+        assert_eq!(w.on_periodic_emit(1_600), Some(2_099));
+        // It gets an element again: it counts again, but the watermark never goes back.
+        w.on_event(1, 500, 1_700);
+        assert_eq!(w.on_periodic_emit(1_800), Some(2_099));
+        w.on_event(1, 3_000, 1_900);
+        w.on_event(0, 4_000, 1_900);
+        assert_eq!(w.on_periodic_emit(2_000), Some(2_999));
     }
 
     #[test]
     fn every_split_idle_makes_the_subtask_idle_and_finished_splits_stop_counting() {
         let mut w = SplitWatermarks::new(strategy(0, Some(10)), &[0, 1], 0);
-        assert_eq!(w.on_periodic_emit(11), None);
-        w.on_event(0, 40, 12);
-        assert_eq!(w.on_periodic_emit(13), Some(39));
+        // The first silent emit starts the clocks; one more than 10 ms later both are idle.
+        assert_eq!(w.on_periodic_emit(1), Some(MIN_TIMESTAMP));
+        assert_eq!(w.on_periodic_emit(12), None);
+        w.on_event(0, 40, 13);
+        assert_eq!(w.on_periodic_emit(14), Some(39));
         w.on_split_finished(0);
-        assert_eq!(w.on_periodic_emit(14), None);
+        assert_eq!(w.on_periodic_emit(15), None);
         w.on_split_finished(1);
-        assert_eq!(w.on_periodic_emit(15), Some(MAX_TIMESTAMP));
+        assert_eq!(w.on_periodic_emit(16), Some(MAX_TIMESTAMP));
     }
 }

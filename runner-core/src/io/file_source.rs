@@ -21,7 +21,9 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Rows from files.
 ///
 /// `path` is a file or a directory; a directory contributes every regular file in name
-/// order, skipping hidden (`.`) and `_`-prefixed files (temp and marker files).
+/// order, skipping hidden (`.`) and `_`-prefixed files (temp and marker files). A directory
+/// with a commit manifest (`_weir_metadata/`, see [`super::manifest`]) contributes only the
+/// files its committed epochs list, so a watched one sees a file once it is committed.
 /// - Bounded: one partition per file (a directory without files has one empty partition).
 /// - `watch`: one partition that reads the files in name order, then lists the directory
 ///   every `poll_interval` (default 1 s) for files it has not seen, returning
@@ -162,24 +164,7 @@ impl FileSource {
                 .unwrap_or_default();
             return Ok(vec![name]);
         }
-        let listing = |e| ExecError::io(format!("listing directory {}", self.root.display()), e);
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&self.root).map_err(listing)? {
-            let entry = entry.map_err(listing)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            // `metadata` follows symlinks, so a link to a regular file counts as one.
-            let is_file = fs::metadata(entry.path())
-                .map(|m| m.is_file())
-                .unwrap_or(false);
-            if is_file {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        super::parquet::list_data_files(&self.root)
     }
 
     /// The full path of a file of this source.

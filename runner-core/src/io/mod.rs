@@ -6,14 +6,19 @@
 //! A [`Sink`] receives batches and commits them per batch/epoch; it declares its
 //! [`DeliveryGuarantee`].
 
+mod blocking;
 mod create;
 mod file_sink;
 mod file_source;
 mod format;
+mod jetstream;
+pub mod manifest;
 mod memory;
 mod meter;
 mod nexmark;
 mod pacing;
+mod parquet;
+pub mod postgres;
 mod records;
 mod sequence;
 mod stdout;
@@ -27,9 +32,12 @@ use weir_model::Schema;
 pub use create::CreateSource;
 pub use file_sink::FileSink;
 pub use file_source::FileSource;
+pub use jetstream::{recreate_stream, JetStreamSink, JetStreamSource};
 pub use memory::{MemorySink, MemorySource, RecordedRow, SinkRegistry};
 pub use meter::{MeterReading, MeterSink};
 pub use nexmark::{NexmarkEventKind, NexmarkSchedule, NexmarkSettings, NexmarkSource};
+pub use parquet::{ParquetSink, ParquetSource};
+pub use postgres::PostgresSink;
 pub use records::RecordCollector;
 pub use sequence::SequenceSource;
 pub use stdout::StdoutSink;
@@ -75,6 +83,29 @@ pub trait Sink: Send {
     fn commit(&mut self, epoch: u64, now: Timestamp) -> ExecResult<()>;
     /// What the sink guarantees on replay.
     fn guarantee(&self) -> DeliveryGuarantee;
+    /// The external system's own two-phase commit, when the sink has one (PostgreSQL's
+    /// prepared transactions). A checkpointing runner then prepares the sink's transaction
+    /// at the barrier and commits it when the checkpoint completes, instead of staging the
+    /// rows in its own checkpoint state. Default: none.
+    fn native_two_phase(&mut self) -> Option<&mut dyn NativeTwoPhaseCommit> {
+        None
+    }
+}
+
+/// A sink's native two-phase commit (Flink's `TwoPhaseCommitSinkFunction` over a database's
+/// prepared transactions). Transactions are named by (sink, checkpoint, subtask).
+pub trait NativeTwoPhaseCommit {
+    /// Puts every row written since the last prepare or commit into one transaction and
+    /// prepares it for checkpoint `checkpoint`: once this returns, the transaction survives
+    /// a crash of Weir or of the external system until committed or rolled back.
+    fn prepare(&mut self, checkpoint: u64, subtask: u32) -> ExecResult<()>;
+    /// Commits the transaction prepared for `checkpoint`. Idempotent: a transaction already
+    /// committed (e.g. before a crash) is not an error; one that was never prepared is.
+    fn commit_prepared(&mut self, checkpoint: u64, subtask: u32) -> ExecResult<()>;
+    /// Restore (or first start): rolls back every prepared transaction of this sink and
+    /// `subtask` whose checkpoint is not in `keep` (they belong to checkpoints that never
+    /// completed). Those in `keep` stay prepared, for [`Self::commit_prepared`].
+    fn recover(&mut self, keep: &[u64], subtask: u32) -> ExecResult<()>;
 }
 
 /// Builds the source of a `Read` node.
@@ -138,6 +169,10 @@ pub fn build_source(
                 out_of_order_group_size: *out_of_order_group_size,
             },
         )?),
+        SourceSpec::Parquet { path } => Box::new(ParquetSource::new(node, path, schema)?),
+        SourceSpec::JetStream(spec) => {
+            Box::new(JetStreamSource::new(node, spec, schema, bad_records)?)
+        }
     })
 }
 
@@ -157,5 +192,20 @@ pub fn build_sink(
         SinkSpec::Stdout => Box::new(stdout::StdoutSink::new(metadata, schema, windowed)),
         SinkSpec::Memory { name } => Box::new(registry.sink(name)),
         SinkSpec::Meter { name } => Box::new(MeterSink::open(name)),
+        SinkSpec::Parquet { path } => {
+            Box::new(ParquetSink::new(node, path, metadata, schema, windowed)?)
+        }
+        SinkSpec::Postgres(spec) => {
+            Box::new(PostgresSink::new(node, spec, metadata, schema, windowed)?)
+        }
+        SinkSpec::JetStream { url, subject, job } => Box::new(JetStreamSink::new(
+            node,
+            url,
+            subject,
+            job.as_deref(),
+            metadata,
+            schema,
+            windowed,
+        )?),
     })
 }

@@ -75,6 +75,11 @@ impl WriteOperator {
     pub fn guarantee(&self) -> DeliveryGuarantee {
         self.sink.guarantee()
     }
+
+    /// The sink itself (for a runner driving its native two-phase commit).
+    pub fn sink_mut(&mut self) -> &mut dyn Sink {
+        self.sink.as_mut()
+    }
 }
 
 impl Operator for WriteOperator {

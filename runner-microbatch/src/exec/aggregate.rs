@@ -483,6 +483,10 @@ impl WindowedAggregate {
         for group in merge_windows(&self.window_fn, &all) {
             let result = group.result;
             let mut merged = new_state(key.clone(), result, self.reduce.create());
+            // A merged window that differs from every window it absorbed is a new window: its
+            // pane index starts again at 0, as in the model; one that equals an existing
+            // window keeps that window's panes.
+            let new_window = !existing.contains(&result);
             for member in group.members.iter().filter(|m| existing.contains(m)) {
                 let sk = state_key(key_json, member);
                 if let Some(old) = self.entries.remove(&sk) {
@@ -503,6 +507,9 @@ impl WindowedAggregate {
                     inputs.input(*row),
                     ctx.batch_timestamp,
                 )?;
+            }
+            if new_window {
+                merged.next_pane = 0;
             }
             let sk = state_key(key_json, &result);
             self.entries.insert(sk.clone(), merged);
@@ -536,10 +543,13 @@ impl WindowedAggregate {
             let due_by_condition = condition
                 .is_some_and(|c| c.holds(e.pane_rows, e.pane_opened_at, ctx.batch_timestamp))
                 && (!closed || e.fired_on_time || !self.firing.on_time);
+            // As the model: an ON_TIME pane with nothing new since the last pane fires only
+            // with `fire_always` closing (Beam's FIRE_ALWAYS on-time behaviour), accumulating
+            // or not; Spark's update mode would not rewrite an unchanged row either.
             let due_on_time = closed
                 && self.firing.on_time
                 && !e.fired_on_time
-                && (self.firing.accumulating || e.pane_rows > 0);
+                && (e.pane_rows > 0 || self.firing.fire_always);
             let due_closing =
                 expired && self.firing.closing_pane && (e.pane_rows > 0 || self.firing.fire_always);
             let due_complete = self.complete && !closed;

@@ -30,7 +30,7 @@ use weir_model::plan::Plan;
 use weir_model::runner::RunReport;
 use weir_model::time::{Timestamp, MAX_TIMESTAMP};
 use weir_model::transform::Transform;
-use weir_runner_core::io::{SinkRegistry, SourcePoll};
+use weir_runner_core::io::{SinkRegistry, Source, SourcePoll};
 
 /// Rows asked of a partition per poll.
 const POLL_ROWS: usize = 8_192;
@@ -45,6 +45,9 @@ pub enum StopPoint {
     AfterSinkCommit(u64),
     /// After this many batches have fully committed in this run.
     AfterBatches(u64),
+    /// Mid-batch (as [`StopPoint::MidBatch`]) in the batch during which this query object
+    /// processes its N-th input row (rows of batches it completed, counted from 1).
+    AtRecord(u64),
 }
 
 impl std::fmt::Display for StopPoint {
@@ -55,6 +58,10 @@ impl std::fmt::Display for StopPoint {
                 write!(f, "batch {n} after the sink commit, before commits/{n}")
             }
             StopPoint::AfterBatches(n) => write!(f, "after {n} batches"),
+            StopPoint::AtRecord(n) => write!(
+                f,
+                "the batch processing input row {n} (rows written, nothing committed)"
+            ),
         }
     }
 }
@@ -152,6 +159,11 @@ pub struct MicroBatchQuery {
     progress: Vec<BatchProgress>,
     /// A file sink writing one file (not restartable), if the plan has one.
     single_file_sink: Option<String>,
+    /// Input rows of the batches this query object completed.
+    rows_processed: u64,
+    /// A deliberate bug for mutation testing (the `mutations` feature).
+    #[cfg(feature = "mutations")]
+    mutation: Option<crate::watermark::Mutation>,
 }
 
 impl MicroBatchQuery {
@@ -220,6 +232,9 @@ impl MicroBatchQuery {
                     } if std::path::Path::new(path).extension().is_some() => Some(n.name.clone()),
                     _ => None,
                 }),
+            rows_processed: 0,
+            #[cfg(feature = "mutations")]
+            mutation: None,
         };
         query.recover()?;
         Ok(query)
@@ -229,6 +244,47 @@ impl MicroBatchQuery {
     /// returns [`MicroBatchError::Stopped`].
     pub fn stop_at(&mut self, point: StopPoint) {
         self.stop_points.push(point);
+    }
+
+    /// Makes this query run with a deliberate bug (mutation testing only).
+    #[cfg(feature = "mutations")]
+    #[doc(hidden)]
+    pub fn set_mutation(&mut self, mutation: Option<crate::watermark::Mutation>) {
+        self.mutation = mutation;
+    }
+
+    /// Replaces every source with what `wrap` makes of it (its position kept): the scheduled
+    /// runner gates the end of its in-memory sources this way.
+    pub fn wrap_sources(&mut self, mut wrap: impl FnMut(&str, Box<dyn Source>) -> Box<dyn Source>) {
+        for (name, s) in self.graph.sources_mut() {
+            let inner = std::mem::replace(&mut s.source, Box::new(NoSource));
+            s.source = wrap(name, inner);
+        }
+    }
+
+    /// Whether the next batch is the re-run of a batch found uncommitted on open.
+    pub fn rerun_pending(&self) -> bool {
+        self.rerun.is_some()
+    }
+
+    /// Ends the query: assertions check what they received.
+    pub fn close(&mut self) -> Result<()> {
+        self.graph.close(self.clock.now())
+    }
+
+    /// Input rows (including dead letters) of the batches this query object completed.
+    pub fn rows_processed(&self) -> u64 {
+        self.rows_processed
+    }
+
+    /// Per watermark-defining operator, its watermark computed at the end of the last batch.
+    pub fn operator_watermarks(&self) -> &BTreeMap<String, Timestamp> {
+        self.tracker.operators()
+    }
+
+    /// Forgets every stop point set with [`MicroBatchQuery::stop_at`].
+    pub fn clear_stop_points(&mut self) {
+        self.stop_points.clear();
     }
 
     fn check_stop(&self, point: StopPoint) -> Result<()> {
@@ -395,6 +451,8 @@ impl MicroBatchQuery {
         let read_ms = ms(started);
         let watermark = self.tracker.global();
         let advanced = watermark.is_some() && watermark > self.previous_batch_watermark;
+        #[allow(unused_mut)]
+        let mut late_filter = late_filter_watermark(self.previous_batch_watermark);
         let (kind, batch_watermark) = if rows > 0 {
             (BatchKind::Data, watermark)
         } else if self.config.no_data_batches
@@ -410,11 +468,15 @@ impl MicroBatchQuery {
         } else {
             return Ok(None);
         };
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(crate::watermark::Mutation::LateFilterUsesCurrentWatermark) {
+            late_filter = batch_watermark;
+        }
         let entry = OffsetEntry {
             batch_id: self.next_batch_id,
             batch_timestamp: now,
             batch_watermark,
-            late_filter_watermark: late_filter_watermark(self.previous_batch_watermark),
+            late_filter_watermark: late_filter,
             operator_watermarks: self.tracker.operators().clone(),
             sources: ranges,
             end_of_input: kind == BatchKind::EndOfInput,
@@ -462,6 +524,13 @@ impl MicroBatchQuery {
         let result = self.graph.run_batch(data, &ctx, &skip_sinks)?;
         let process_ms = ms(process_started);
         self.check_stop(StopPoint::MidBatch(id))?;
+        let through = self.rows_processed + rows;
+        if let Some(n) = self.stop_points.iter().find_map(|p| match p {
+            StopPoint::AtRecord(n) if *n > self.rows_processed && *n <= through => Some(*n),
+            _ => None,
+        }) {
+            return Err(MicroBatchError::Stopped(StopPoint::AtRecord(n)));
+        }
         let commit_started = Instant::now();
         // State version N+1 is committed by batch N.
         let stores = self
@@ -509,6 +578,7 @@ impl MicroBatchQuery {
             self.end_of_input_done = true;
         }
         self.batches_run += 1;
+        self.rows_processed += rows;
         let total_ms = ms(started);
         let since_last = self
             .last_batch_start
@@ -632,6 +702,33 @@ impl MicroBatchQuery {
             }
         }
         report
+    }
+}
+
+/// A placeholder while a source is being wrapped.
+struct NoSource;
+
+impl Source for NoSource {
+    fn partitions(&self) -> u32 {
+        0
+    }
+    fn poll(
+        &mut self,
+        _partition: u32,
+        _max_rows: usize,
+        _now: Timestamp,
+    ) -> weir_runner_core::ExecResult<SourcePoll> {
+        Ok(SourcePoll::Ended)
+    }
+    fn position(&self, _partition: u32) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn seek(
+        &mut self,
+        _partition: u32,
+        _position: &serde_json::Value,
+    ) -> weir_runner_core::ExecResult<()> {
+        Ok(())
     }
 }
 
