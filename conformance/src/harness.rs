@@ -71,7 +71,7 @@ fn late_sinks(s: &Scenario) -> Vec<String> {
         .filter_map(|n| match (&n.transform, n.inputs.first()) {
             (
                 Transform::Write {
-                    sink: SinkSpec::Memory { name },
+                    sink: SinkSpec::Memory { name, .. },
                     ..
                 },
                 Some(input),
@@ -176,6 +176,18 @@ pub fn run_scenario(s: &Scenario, runners: &[&dyn ScheduledRunner]) -> ScenarioR
     }
 }
 
+/// Whether the compared memory sink claims exactly-once output on replay (an at-least-once
+/// one may legitimately hold duplicates after a crash: only loss is then a violation).
+fn compared_sink_is_exactly_once(s: &Scenario) -> bool {
+    !s.plan.pipeline.transforms.iter().any(|n| {
+        matches!(
+            &n.transform,
+            Transform::Write { sink: sink @ SinkSpec::Memory { name, .. }, .. }
+                if *name == s.sink && !sink.guarantee().is_exactly_once()
+        )
+    })
+}
+
 /// The schedule without its crashes and restarts.
 fn one_shot(schedule: &Schedule) -> Schedule {
     Schedule {
@@ -221,9 +233,11 @@ fn recovery_invariants(
     if !crashes {
         return Vec::new();
     }
-    let at_least_once = settings
-        .get("checkpoint_mode")
-        .is_some_and(|m| m == "at-least-once");
+    // Duplicates are allowed when the checkpoints or the compared sink are at-least-once.
+    let at_least_once = !compared_sink_is_exactly_once(s)
+        || settings
+            .get("checkpoint_mode")
+            .is_some_and(|m| m == "at-least-once");
     let rows = |r: &RunRecord| r.sinks.get(&s.sink).cloned().unwrap_or_default();
     let failed = |name: &'static str, e: String| InvariantCheck {
         name,
@@ -340,6 +354,7 @@ fn judge(
             invariants.push(verdict::final_output_equals_model(
                 &committed,
                 m.sinks.get(&s.sink).map(Vec::as_slice).unwrap_or(&[]),
+                !compared_sink_is_exactly_once(s),
             ));
         }
     }

@@ -385,7 +385,7 @@ impl Scenario {
             .iter()
             .filter_map(|n| match &n.transform {
                 weir_model::transform::Transform::Write {
-                    sink: weir_model::io::SinkSpec::Memory { name },
+                    sink: weir_model::io::SinkSpec::Memory { name, .. },
                     ..
                 } => Some(name.as_str()),
                 _ => None,

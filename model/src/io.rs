@@ -306,6 +306,11 @@ pub enum SinkSpec {
     Memory {
         /// Registry name.
         name: String,
+        /// What the sink guarantees on replay (default transactional). `at_least_once` makes
+        /// every write visible at once and a replay write again, as a plain sink would;
+        /// conformance scenarios use it to compare recovery under each guarantee.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guarantee: Option<DeliveryGuarantee>,
     },
     /// A meter registered by name in the running process: counts rows and records each
     /// row's latency (processing time written minus event time) without keeping the rows.
@@ -400,9 +405,10 @@ impl SinkSpec {
             SinkSpec::Files { .. } => DeliveryGuarantee::Idempotent,
             SinkSpec::Stdout => DeliveryGuarantee::AtLeastOnce,
             SinkSpec::Parquet { .. } | SinkSpec::JetStream { .. } => DeliveryGuarantee::Idempotent,
-            SinkSpec::Memory { .. } | SinkSpec::Meter { .. } | SinkSpec::Postgres(_) => {
-                DeliveryGuarantee::Transactional
+            SinkSpec::Memory { guarantee, .. } => {
+                guarantee.unwrap_or(DeliveryGuarantee::Transactional)
             }
+            SinkSpec::Meter { .. } | SinkSpec::Postgres(_) => DeliveryGuarantee::Transactional,
         }
     }
 }

@@ -388,7 +388,10 @@ fn untyped_join_pipeline_equals_the_hand_built_ir() {
         "WriteToMemory",
         vec!["MapToFields".into()],
         Transform::Write {
-            sink: SinkSpec::Memory { name: "out".into() },
+            sink: SinkSpec::Memory {
+                name: "out".into(),
+                guarantee: None,
+            },
             metadata: SinkMetadata::default(),
         },
     );
@@ -987,6 +990,7 @@ fn plan_succeeds_for_stateful_transforms_and_every_sink() {
         .write(
             SinkSpec::Memory {
                 name: "meta".into(),
+                guarantee: None,
             },
             SinkMetadata {
                 window: Some(true),

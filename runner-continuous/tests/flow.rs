@@ -109,7 +109,10 @@ fn event_time_timers_fire_once_per_key_and_time_in_timestamp_order() {
         "out",
         vec!["echo".into()],
         Transform::Write {
-            sink: SinkSpec::Memory { name: "out".into() },
+            sink: SinkSpec::Memory {
+                name: "out".into(),
+                guarantee: None,
+            },
             metadata: SinkMetadata::default(),
         },
     );
@@ -198,6 +201,7 @@ fn a_slow_operator_backpressures_the_sources_with_bounded_queues() {
         Transform::Write {
             sink: SinkSpec::Memory {
                 name: "slow-out".into(),
+                guarantee: None,
             },
             metadata: SinkMetadata::default(),
         },

@@ -89,7 +89,10 @@ fn counting_plan(source: &str, sink: &str) -> Plan {
         "Out",
         vec!["Count".into()],
         Transform::Write {
-            sink: SinkSpec::Memory { name: sink.into() },
+            sink: SinkSpec::Memory {
+                name: sink.into(),
+                guarantee: None,
+            },
             metadata: SinkMetadata::default(),
         },
     );

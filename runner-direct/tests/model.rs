@@ -73,7 +73,10 @@ fn counting_pipeline(windowing: WindowingStrategy) -> Plan {
         "out",
         vec!["count".into()],
         Transform::Write {
-            sink: SinkSpec::Memory { name: "out".into() },
+            sink: SinkSpec::Memory {
+                name: "out".into(),
+                guarantee: None,
+            },
             metadata: SinkMetadata::default(),
         },
     );
@@ -84,6 +87,7 @@ fn counting_pipeline(windowing: WindowingStrategy) -> Plan {
             Transform::Write {
                 sink: SinkSpec::Memory {
                     name: "late".into(),
+                    guarantee: None,
                 },
                 metadata: SinkMetadata::default(),
             },
@@ -445,7 +449,10 @@ fn event_time_timers_fire_in_timestamp_order_once_the_watermark_passes() {
         "out",
         vec!["echo".into()],
         Transform::Write {
-            sink: SinkSpec::Memory { name: "out".into() },
+            sink: SinkSpec::Memory {
+                name: "out".into(),
+                guarantee: None,
+            },
             metadata: SinkMetadata::default(),
         },
     );

@@ -8,8 +8,8 @@ use super::windowing::output_tag;
 use super::yaml::{Key, Node, Value};
 use crate::error::Result;
 use crate::io::{
-    BadRecordPolicy, FileFormat, JetStreamSourceSpec, NexmarkTable, PostgresSinkSpec,
-    PostgresWriteMode, SinkMetadata, SinkSpec, SourceSpec, NATS_DEFAULT_URL,
+    BadRecordPolicy, DeliveryGuarantee, FileFormat, JetStreamSourceSpec, NexmarkTable,
+    PostgresSinkSpec, PostgresWriteMode, SinkMetadata, SinkSpec, SourceSpec, NATS_DEFAULT_URL,
     POSTGRES_DEFAULT_BATCH_SIZE,
 };
 use crate::schema::{DataType, Field, Schema};
@@ -722,9 +722,26 @@ pub(crate) fn log_for_testing(def: &TransformDef) -> Result<Built> {
 
 /// `WriteToMemory`: a test sink registered by name.
 pub(crate) fn write_memory(def: &TransformDef) -> Result<Built> {
-    let config = def.config(&["name", "include_window", "include_pane"])?;
+    let config = def.config(&["name", "guarantee", "include_window", "include_pane"])?;
     let name = required_text(&config, "name")?;
-    Ok(write(SinkSpec::Memory { name }, sink_metadata(&config)?))
+    let guarantee = match config.str("guarantee")?.as_deref() {
+        None => None,
+        Some("at_least_once" | "at-least-once") => Some(DeliveryGuarantee::AtLeastOnce),
+        Some("idempotent") => Some(DeliveryGuarantee::Idempotent),
+        Some("transactional") => Some(DeliveryGuarantee::Transactional),
+        Some(other) => {
+            let pos = config.get("guarantee").map_or(config.pos, |n| n.pos);
+            return Err(config.error(
+                pos,
+                "guarantee",
+                format!("`{other}` is not a guarantee (one of: transactional, idempotent, at_least_once)"),
+            ));
+        }
+    };
+    Ok(write(
+        SinkSpec::Memory { name, guarantee },
+        sink_metadata(&config)?,
+    ))
 }
 
 /// `AssertEqual`: the expected rows, as JSON (non-mapping elements wrapped as in `Create`).

@@ -767,3 +767,25 @@ fn jetstream_read_adds_the_message_timestamp_column_and_write_takes_a_subject() 
         "transform `ReadFromJetStream`, field `config.message_timestamp`: column `k` is already in the schema",
     );
 }
+
+#[test]
+fn a_memory_sink_guarantee_is_parsed_and_a_bad_one_is_refused_naming_it() {
+    let head = "pipeline:\n  type: chain\n  transforms:\n    - type: Create\n      config: {elements: [{x: 1}]}\n";
+    let p = parse_str(
+        &format!("{head}    - {{type: WriteToMemory, config: {{name: out, guarantee: at_least_once}}}}\n"),
+        "f.yaml",
+    )
+    .unwrap();
+    match &p.transforms[1].transform {
+        crate::transform::Transform::Write { sink, .. } => {
+            assert_eq!(sink.guarantee(), crate::io::DeliveryGuarantee::AtLeastOnce)
+        }
+        other => panic!("{other:?}"),
+    }
+    let (at, message) = error(&format!(
+        "{head}    - {{type: WriteToMemory, config: {{name: out, guarantee: maybe}}}}\n"
+    ));
+    assert_eq!(at, "f.yaml:6:60");
+    assert!(message.contains("field `config.guarantee`"), "{message}");
+    assert!(message.contains("`maybe` is not a guarantee"), "{message}");
+}

@@ -443,7 +443,10 @@ impl Collection {
     /// Writes to an in-memory test sink registered by `name`.
     pub fn write_memory(&self, name: impl Into<String>) -> Done {
         self.write(
-            SinkSpec::Memory { name: name.into() },
+            SinkSpec::Memory {
+                name: name.into(),
+                guarantee: None,
+            },
             SinkMetadata::default(),
         )
     }

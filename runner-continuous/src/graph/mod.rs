@@ -258,6 +258,14 @@ impl JobGraph {
     }
 }
 
+/// The source splits subtask `subtask` of a source vertex at `parallelism` reads: round robin
+/// over the subtasks (Flink's default split assignment).
+pub fn assigned_splits(total: u32, parallelism: usize, subtask: usize) -> Vec<u32> {
+    (0..total)
+        .filter(|p| *p as usize % parallelism == subtask)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,12 +352,4 @@ mod tests {
         let g = JobGraph::build_with(&plan, 2, &[("CountWords".to_string(), 1)].into()).unwrap();
         assert_eq!(vertex_parallelism(&g), Some(1));
     }
-}
-
-/// The source splits subtask `subtask` of a source vertex at `parallelism` reads: round robin
-/// over the subtasks (Flink's default split assignment).
-pub fn assigned_splits(total: u32, parallelism: usize, subtask: usize) -> Vec<u32> {
-    (0..total)
-        .filter(|p| *p as usize % parallelism == subtask)
-        .collect()
 }

@@ -155,7 +155,11 @@ impl Chain {
                         watermarks: SplitWatermarks::new(watermark.clone(), &splits, now),
                     }
                 }
-                Transform::Write { .. } if two_phase => {
+                // A sink that claims only at-least-once has no transaction to take part in:
+                // it writes as rows arrive, and a restore replays into it again.
+                Transform::Write { sink, .. }
+                    if two_phase && sink.guarantee().is_exactly_once() =>
+                {
                     let schema = plan
                         .collection(&node.inputs[0])
                         .map(|c| c.schema.clone())

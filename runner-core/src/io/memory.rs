@@ -48,6 +48,7 @@ impl SinkRegistry {
             name: name.to_string(),
             registry: self.clone(),
             uncommitted: Vec::new(),
+            guarantee: DeliveryGuarantee::Transactional,
         }
     }
 
@@ -84,9 +85,18 @@ pub struct MemorySink {
     registry: SinkRegistry,
     /// Positions in the registry's row list of this handle's rows not yet committed.
     uncommitted: Vec<usize>,
+    /// What the sink claims on replay; an at-least-once sink has no transaction, so its
+    /// rows are visible (committed) as soon as they are written.
+    guarantee: DeliveryGuarantee,
 }
 
 impl MemorySink {
+    /// The same sink claiming `guarantee`.
+    pub fn with_guarantee(mut self, guarantee: DeliveryGuarantee) -> Self {
+        self.guarantee = guarantee;
+        self
+    }
+
     /// Forgets the rows written since the last commit: they stay recorded, uncommitted
     /// (an aborted transaction's rows were visible to nobody but the harness).
     pub fn abort(&mut self) {
@@ -100,13 +110,16 @@ impl Sink for MemorySink {
         let metas = batch::metas(batch);
         let mut all = self.registry.lock();
         let recorded = all.entry(self.name.clone()).or_default();
+        let at_once = self.guarantee == DeliveryGuarantee::AtLeastOnce;
         for (row, meta) in rows.into_iter().zip(metas) {
-            self.uncommitted.push(recorded.len());
+            if !at_once {
+                self.uncommitted.push(recorded.len());
+            }
             recorded.push(RecordedRow {
                 row,
                 meta,
                 visible_at: now,
-                committed: false,
+                committed: at_once,
             });
         }
         Ok(())
@@ -124,7 +137,7 @@ impl Sink for MemorySink {
     }
 
     fn guarantee(&self) -> DeliveryGuarantee {
-        DeliveryGuarantee::Transactional
+        self.guarantee
     }
 }
 

@@ -190,7 +190,11 @@ pub fn build_sink(
             node, path, *format, metadata, schema, windowed,
         )?),
         SinkSpec::Stdout => Box::new(stdout::StdoutSink::new(metadata, schema, windowed)),
-        SinkSpec::Memory { name } => Box::new(registry.sink(name)),
+        SinkSpec::Memory { name, guarantee } => Box::new(
+            registry
+                .sink(name)
+                .with_guarantee(guarantee.unwrap_or(DeliveryGuarantee::Transactional)),
+        ),
         SinkSpec::Meter { name } => Box::new(MeterSink::open(name)),
         SinkSpec::Parquet { path } => {
             Box::new(ParquetSink::new(node, path, metadata, schema, windowed)?)

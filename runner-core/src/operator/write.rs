@@ -294,7 +294,10 @@ mod tests {
     #[test]
     fn write_counts_rows_and_commits_on_close() {
         let (plan, node) = plan_with(Transform::Write {
-            sink: SinkSpec::Memory { name: "w".into() },
+            sink: SinkSpec::Memory {
+                name: "w".into(),
+                guarantee: None,
+            },
             metadata: SinkMetadata::default(),
         });
         let sinks = SinkRegistry::new();

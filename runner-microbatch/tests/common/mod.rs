@@ -71,7 +71,10 @@ pub fn count_by_k() -> Transform {
 
 pub fn write(sink: &str) -> Transform {
     Transform::Write {
-        sink: SinkSpec::Memory { name: sink.into() },
+        sink: SinkSpec::Memory {
+            name: sink.into(),
+            guarantee: None,
+        },
         metadata: SinkMetadata::default(),
     }
 }
