@@ -396,3 +396,81 @@ fn q22_splits_the_url_into_directories() {
         }
     }
 }
+
+/// The CI-sized bench smoke: `weir bench nexmark --all --events 10K --format json` runs every
+/// query on every runner of this build, exits 0, reports a positive throughput for each run,
+/// and every runner writes as many rows per query as the direct runner (q12's processing-time
+/// panes aside: their count depends on timing).
+#[test]
+fn bench_all_at_10k_events_runs_every_query_on_every_runner() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "bench", "nexmark", "--all", "--events", "10K", "--format", "json",
+        ])
+        .output()
+        .expect("weir runs");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let queries: BTreeSet<String> = std::fs::read_dir(query_file("q0").parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let runners: BTreeSet<String> = weir::runners()
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut rows: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for run in &runs {
+        let (query, runner) = (text_of(run, "query"), text_of(run, "runner"));
+        assert_eq!(run["status"], "ok", "{query} on {runner}: {run}");
+        assert_eq!(run["events"], 10_000, "{query} on {runner}");
+        let rate = run["events_per_sec"].as_f64().unwrap_or(0.0);
+        assert!(rate > 0.0, "{query} on {runner}: events_per_sec {rate}");
+        assert!(
+            run["events_per_sec_per_core"].as_f64().unwrap_or(0.0) > 0.0,
+            "{query} on {runner}"
+        );
+        assert!(
+            seen.insert((query.clone(), runner.clone())),
+            "{query} on {runner} twice"
+        );
+        let n = run["output_rows"].as_u64().expect("output_rows");
+        rows.entry(query).or_default().insert(runner, n);
+    }
+    let expected: BTreeSet<(String, String)> = queries
+        .iter()
+        .flat_map(|q| runners.iter().map(move |r| (q.clone(), r.clone())))
+        .collect();
+    assert_eq!(seen, expected, "every query × runner, once");
+    for (query, per_runner) in rows {
+        if query == "q12" {
+            continue;
+        }
+        let direct = per_runner["direct"];
+        for (runner, n) in &per_runner {
+            assert_eq!(
+                *n, direct,
+                "{query}: `{runner}` wrote {n} rows, direct {direct}"
+            );
+        }
+    }
+}
+
+fn text_of(v: &Value, field: &str) -> String {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{field}` is not text in {v}"))
+        .to_string()
+}

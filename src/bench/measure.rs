@@ -77,22 +77,61 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Checkpoint statistics from a `--progress-json` file: every JSON line with a numeric
-/// `checkpoint_duration_ms` field is one completed checkpoint.
-fn read_checkpoints(path: &std::path::Path) -> Option<Checkpoints> {
+/// Checkpoint statistics from a `--progress-json` file. Two forms are read: a line with a
+/// numeric `checkpoint_duration_ms` field is one completed checkpoint; a line with a
+/// `checkpoints` array (the continuous runner's progress lines, each holding every checkpoint
+/// completed so far, `{"id", "duration_ms", ...}`) contributes its entries, counted once per
+/// `id`.
+pub(super) fn read_checkpoints(path: &std::path::Path) -> Option<Checkpoints> {
     let text = std::fs::read_to_string(path).ok()?;
-    let durations: Vec<f64> = text
+    let mut single: Vec<f64> = Vec::new();
+    let mut by_id: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for v in text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.get("checkpoint_duration_ms").and_then(|d| d.as_f64()))
-        .collect();
-    if durations.is_empty() {
+    {
+        if let Some(d) = v.get("checkpoint_duration_ms").and_then(|d| d.as_f64()) {
+            single.push(d);
+        }
+        for c in v
+            .get("checkpoints")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(id), Some(d)) = (
+                c.get("id").and_then(|i| i.as_u64()),
+                c.get("duration_ms").and_then(|d| d.as_f64()),
+            ) {
+                by_id.insert(id, d);
+            }
+        }
+    }
+    single.extend(by_id.into_values());
+    if single.is_empty() {
         return None;
     }
     Some(Checkpoints {
-        count: durations.len() as u64,
-        avg_duration_ms: durations.iter().sum::<f64>() / durations.len() as f64,
+        count: single.len() as u64,
+        avg_duration_ms: single.iter().sum::<f64>() / single.len() as f64,
+        max_duration_ms: single.iter().copied().fold(0.0, f64::max),
     })
+}
+
+/// Why `runner` takes no `--checkpoint-interval`, or `None` when it does.
+fn refuses_checkpoint_interval(runner: &str) -> Option<String> {
+    match runner {
+        "continuous" => None,
+        "microbatch" => Some(
+            "--checkpoint-interval: the micro-batch runner has no checkpoint interval; it \
+             checkpoints at the end of every batch (offset log, commit log and state store), so \
+             its checkpoint interval is its trigger interval (--trigger processing-time=D)"
+                .to_string(),
+        ),
+        other => Some(format!(
+            "--checkpoint-interval: the {other} runner does not checkpoint"
+        )),
+    }
 }
 
 /// Runs `spec` on `runner`. A query the runner refuses is an `Unsupported` outcome, a run
@@ -132,13 +171,26 @@ pub fn run_one(spec: &RunSpec, runner: &dyn Runner) -> anyhow::Result<RunResult>
         options.parallelism = spec.parallelism;
     }
     options.settings = settings_for(name, &spec.settings);
-    options.checkpoint_interval = spec.checkpoint_interval.clone();
     options.trigger = spec.trigger.clone();
     options.buffer_timeout = spec.buffer_timeout.clone();
+    // Checkpointed runs: exactly-once checkpoints into a fresh directory, removed afterwards;
+    // completed checkpoints are read back from the runner's progress lines.
+    let mut checkpoint_dir = None;
+    if let Some(interval) = &spec.checkpoint_interval {
+        if let Some(why) = refuses_checkpoint_interval(name) {
+            result.outcome = Outcome::Unsupported(why);
+            return Ok(result);
+        }
+        let dir = scratch_path(&meter, "checkpoints");
+        options.checkpoint_interval = Some(interval.clone());
+        options.checkpoint_mode = Some("exactly-once".to_string());
+        options.checkpoint_dir = Some(dir.clone());
+        checkpoint_dir = Some(dir);
+    }
     let progress_file = spec
         .checkpoint_interval
         .as_ref()
-        .map(|_| progress_file_path(&meter));
+        .map(|_| scratch_path(&meter, "progress.jsonl"));
     options.progress_json = progress_file.clone();
 
     MeterReading::reset(&meter);
@@ -184,13 +236,16 @@ pub fn run_one(spec: &RunSpec, runner: &dyn Runner) -> anyhow::Result<RunResult>
     if let Some(p) = progress_file {
         let _ = std::fs::remove_file(p);
     }
+    if let Some(d) = checkpoint_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
     Ok(result)
 }
 
-/// A fresh file for the runner's `--progress-json` lines.
-fn progress_file_path(meter: &str) -> std::path::PathBuf {
+/// A fresh path in the temporary directory (a checkpoint directory, a progress file).
+fn scratch_path(meter: &str, what: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
-        "weir-{meter}-{}-{}.progress.jsonl",
+        "weir-{meter}-{}-{}.{what}",
         std::process::id(),
         now_ms()
     ))
@@ -248,6 +303,55 @@ mod tests {
         assert_eq!(paced.outcome, Outcome::Ok);
         let latency = paced.latency.expect("latency at a rate");
         assert!(latency.p50 <= latency.p99 && latency.p99 <= latency.p999);
+    }
+
+    #[test]
+    fn checkpoints_are_read_from_both_progress_forms() {
+        let path = scratch_path("test-read", "progress.jsonl");
+        let lines = [
+            r#"{"elapsed_ms":1000,"checkpoints":[{"id":1,"duration_ms":10}]}"#,
+            r#"{"elapsed_ms":2000,"checkpoints":[{"id":1,"duration_ms":10},{"id":2,"duration_ms":30}]}"#,
+            r#"{"batch_id":3,"checkpoint_duration_ms":20}"#,
+            "not json",
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let c = read_checkpoints(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(c.count, 3, "ids 1 and 2 once each, plus one single line");
+        assert_eq!(c.avg_duration_ms, 20.0);
+        assert_eq!(c.max_duration_ms, 30.0);
+    }
+
+    #[test]
+    fn only_the_continuous_runner_takes_a_checkpoint_interval() {
+        let mut s = spec("q0", 1_000, None);
+        s.checkpoint_interval = Some("10s".into());
+        let microbatch = weir::runner("microbatch").unwrap();
+        let refused = run_one(&s, microbatch.as_ref()).unwrap();
+        match refused.outcome {
+            Outcome::Unsupported(why) => {
+                assert!(why.contains("--checkpoint-interval"), "{why}");
+                assert!(why.contains("every batch"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(refuses_checkpoint_interval("continuous").is_none());
+    }
+
+    #[test]
+    fn a_checkpointed_continuous_run_reports_its_checkpoints() {
+        let mut s = spec("q0", 200_000, None);
+        s.checkpoint_interval = Some("20ms".into());
+        s.parallelism = Some(2);
+        let continuous = weir::runner("continuous").unwrap();
+        let r = run_one(&s, continuous.as_ref()).unwrap();
+        assert_eq!(r.outcome, Outcome::Ok);
+        assert_eq!(r.output_rows, Some(184_000), "46 bids in every 50 events");
+        let c = r.checkpoints.expect("checkpoints from --progress-json");
+        assert!(
+            c.count >= 1 && c.max_duration_ms >= c.avg_duration_ms,
+            "{c:?}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! every JSON line it writes with a numeric `checkpoint_duration_ms` field counts as one
 //! completed checkpoint.
 
+mod comparison;
 mod measure;
 mod queries;
 mod report;
@@ -74,6 +75,16 @@ pub struct NexmarkArgs {
     /// `<runner>.key=value` to that runner only (e.g. `direct.bundle_size=1024`).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     settings: Vec<(String, String)>,
+    /// The seed's comparison as one preset matrix: micro-batch (trigger 100 ms and 1 s) and
+    /// continuous (buffer timeout 1 ms) on q1 and q5 (or --query): latency at --rate (default
+    /// 100K), flat-out throughput over --events, and the continuous runner's throughput with
+    /// exactly-once checkpoints every --checkpoint-interval (default 10s). Prints a Markdown
+    /// table.
+    #[arg(long, conflicts_with_all = ["all", "runners", "trigger", "buffer_timeout"])]
+    comparison: bool,
+    /// With --comparison: runs per cell (each cell is the median).
+    #[arg(long, default_value_t = 1, requires = "comparison")]
+    repeat: usize,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -100,6 +111,48 @@ pub fn run(workload: Workload) -> Result<(), (u8, anyhow::Error)> {
     }
 }
 
+/// `--comparison`: the preset matrix of [`comparison`], its table on standard output (and
+/// with `--format json` every run's object as it ends, before the table).
+fn compare(args: &NexmarkArgs, events: u64, rate: Option<f64>) -> Result<(), (u8, anyhow::Error)> {
+    let invalid = |e: anyhow::Error| (EXIT_INVALID, e);
+    if args.repeat == 0 {
+        return Err(invalid(anyhow!("--repeat must be at least 1")));
+    }
+    let queries: Vec<String> = if args.queries.is_empty() {
+        comparison::DEFAULT_QUERIES
+            .iter()
+            .map(|q| q.to_string())
+            .collect()
+    } else {
+        args.queries.clone()
+    };
+    for q in &queries {
+        queries::load(q).map_err(invalid)?;
+    }
+    let plan = comparison::Plan {
+        queries,
+        events,
+        rate: rate.unwrap_or(100_000.0),
+        checkpoint_interval: args
+            .checkpoint_interval
+            .clone()
+            .unwrap_or_else(|| "10s".to_string()),
+        parallelism: args.parallelism,
+        repeat: args.repeat,
+        settings: args.settings.clone(),
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let json = matches!(args.format, Format::Json);
+    let table = comparison::run(&plan, weir::runner, |r| {
+        if json {
+            println!("{}", r.to_json());
+        }
+    })
+    .map_err(invalid)?;
+    print!("{table}");
+    Ok(())
+}
+
 fn nexmark(args: NexmarkArgs) -> Result<(), (u8, anyhow::Error)> {
     let invalid = |e: anyhow::Error| (EXIT_INVALID, e);
     let events = queries::parse_count(&args.events).map_err(invalid)?;
@@ -109,6 +162,9 @@ fn nexmark(args: NexmarkArgs) -> Result<(), (u8, anyhow::Error)> {
     };
     if args.parallelism == Some(0) {
         return Err(invalid(anyhow!("--parallelism must be at least 1")));
+    }
+    if args.comparison {
+        return compare(&args, events, rate);
     }
     let queries: Vec<String> = if !args.queries.is_empty() {
         args.queries.clone()

@@ -23,6 +23,8 @@ pub struct Checkpoints {
     pub count: u64,
     /// Their average duration, milliseconds.
     pub avg_duration_ms: f64,
+    /// The longest, milliseconds.
+    pub max_duration_ms: f64,
 }
 
 /// How a run ended.
@@ -116,7 +118,7 @@ impl RunResult {
             "ratio_to_flink_per_core": ratio(self.events_per_sec_per_core, flink),
             "latency_ms": self.latency.map(|l| json!({"p50": l.p50, "p99": l.p99, "p999": l.p999})),
             "peak_rss_bytes": self.peak_rss_bytes,
-            "checkpoints": self.checkpoints.map(|c| json!({"count": c.count, "avg_duration_ms": c.avg_duration_ms})),
+            "checkpoints": self.checkpoints.map(|c| json!({"count": c.count, "avg_duration_ms": c.avg_duration_ms, "max_duration_ms": c.max_duration_ms})),
             "output_rows": self.output_rows,
             "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
         })
@@ -145,7 +147,7 @@ fn bytes(b: u64) -> String {
 /// The results as a Markdown table (which also reads well in a terminal).
 pub fn table(results: &[RunResult]) -> String {
     let mut s = String::from(
-        "| query | runner | events | par. | events/s | events/s/core | Flink/core | ratio | p50 ms | p99 ms | p99.9 ms | peak RSS | checkpoints (avg ms) | rows out | status |\n\
+        "| query | runner | events | par. | events/s | events/s/core | Flink/core | ratio | p50 ms | p99 ms | p99.9 ms | peak RSS | checkpoints (avg/max ms) | rows out | status |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     let dash = || "-".to_string();
@@ -174,7 +176,12 @@ pub fn table(results: &[RunResult]) -> String {
                 .unwrap_or_else(dash),
             r.peak_rss_bytes.map(bytes).unwrap_or_else(dash),
             r.checkpoints
-                .map(|c| format!("{} ({:.1})", c.count, c.avg_duration_ms))
+                .map(|c| {
+                    format!(
+                        "{} ({:.0}/{:.0})",
+                        c.count, c.avg_duration_ms, c.max_duration_ms
+                    )
+                })
                 .unwrap_or_else(dash),
             r.output_rows.map(|n| n.to_string()).unwrap_or_else(dash),
             status.replace('|', "/"),
