@@ -176,14 +176,14 @@ pub fn run_scenario(s: &Scenario, runners: &[&dyn ScheduledRunner]) -> ScenarioR
     }
 }
 
-/// Whether the compared memory sink claims exactly-once output on replay (an at-least-once
-/// one may legitimately hold duplicates after a crash: only loss is then a violation).
-fn compared_sink_is_exactly_once(s: &Scenario) -> bool {
+/// Whether memory sink `sink` claims exactly-once output on replay (an at-least-once one may
+/// legitimately hold duplicates after a crash: only loss is then a violation).
+fn sink_is_exactly_once(s: &Scenario, sink: &str) -> bool {
     !s.plan.pipeline.transforms.iter().any(|n| {
         matches!(
             &n.transform,
-            Transform::Write { sink: sink @ SinkSpec::Memory { name, .. }, .. }
-                if *name == s.sink && !sink.guarantee().is_exactly_once()
+            Transform::Write { sink: spec @ SinkSpec::Memory { name, .. }, .. }
+                if name == sink && !spec.guarantee().is_exactly_once()
         )
     })
 }
@@ -233,12 +233,10 @@ fn recovery_invariants(
     if !crashes {
         return Vec::new();
     }
-    // Duplicates are allowed when the checkpoints or the compared sink are at-least-once.
-    let at_least_once = !compared_sink_is_exactly_once(s)
-        || settings
-            .get("checkpoint_mode")
-            .is_some_and(|m| m == "at-least-once");
-    let rows = |r: &RunRecord| r.sinks.get(&s.sink).cloned().unwrap_or_default();
+    // Duplicates are allowed when the checkpoints or the sink are at-least-once.
+    let at_least_once_checkpoints = settings
+        .get("checkpoint_mode")
+        .is_some_and(|m| m == "at-least-once");
     let failed = |name: &'static str, e: String| InvariantCheck {
         name,
         pass: false,
@@ -256,13 +254,34 @@ fn recovery_invariants(
     if late(&reference) > 0 {
         return Vec::new();
     }
-    let reference = rows(&reference);
-    let mut out = vec![verdict::recovery_equals_one_shot(
-        "crash-recovery-equals-one-shot",
-        &rows(crashed),
-        &reference,
-        at_least_once,
-    )];
+    // Every memory sink of the pipeline, not only the compared one.
+    let compare = |name: &'static str, got: &RunRecord| {
+        let sinks: std::collections::BTreeSet<&String> =
+            reference.sinks.keys().chain(got.sinks.keys()).collect();
+        let mut passed = Vec::new();
+        for sink in sinks {
+            let rows = |r: &RunRecord| r.sinks.get(sink).cloned().unwrap_or_default();
+            let check = verdict::recovery_equals_one_shot(
+                name,
+                &rows(got),
+                &rows(&reference),
+                at_least_once_checkpoints || !sink_is_exactly_once(s, sink),
+            );
+            if !check.pass {
+                return InvariantCheck {
+                    detail: format!("sink `{sink}`: {}", check.detail),
+                    ..check
+                };
+            }
+            passed.push(format!("`{sink}`: {}", check.detail));
+        }
+        InvariantCheck {
+            name,
+            pass: true,
+            detail: passed.join("; "),
+        }
+    };
+    let mut out = vec![compare("crash-recovery-equals-one-shot", crashed)];
     let restarted_at: Vec<Option<usize>> = s
         .schedule
         .steps
@@ -284,12 +303,7 @@ fn recovery_invariants(
     };
     if !restarted_at.is_empty() {
         out.push(match run(&restarts_at(&s.schedule, other)) {
-            Ok(r) => verdict::recovery_equals_one_shot(
-                "restore-at-other-parallelism-equals-one-shot",
-                &rows(&r),
-                &reference,
-                at_least_once,
-            ),
+            Ok(r) => compare("restore-at-other-parallelism-equals-one-shot", &r),
             Err(e) => failed("restore-at-other-parallelism-equals-one-shot", e),
         });
     }
@@ -354,7 +368,7 @@ fn judge(
             invariants.push(verdict::final_output_equals_model(
                 &committed,
                 m.sinks.get(&s.sink).map(Vec::as_slice).unwrap_or(&[]),
-                !compared_sink_is_exactly_once(s),
+                !sink_is_exactly_once(s, &s.sink),
             ));
         }
     }
