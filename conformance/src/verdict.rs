@@ -307,3 +307,73 @@ pub fn recovery_equals_one_shot(
 pub fn pane_text(timing: PaneTiming, index: u64) -> String {
     format!("{}/{index}", timing.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_runner_core::batch::ElementMeta;
+
+    fn row(key: &str, committed: bool) -> RecordedRow {
+        RecordedRow {
+            row: serde_json::json!({ "key": key })
+                .as_object()
+                .unwrap()
+                .clone(),
+            meta: ElementMeta::default(),
+            visible_at: 0,
+            committed,
+        }
+    }
+
+    fn rows(keys: &[&str]) -> Vec<RecordedRow> {
+        keys.iter().map(|k| row(k, true)).collect()
+    }
+
+    #[test]
+    fn recovery_allows_duplicates_only_under_at_least_once_and_never_loss() {
+        let one_shot = rows(&["a", "b"]);
+        let same = recovery_equals_one_shot("r", &rows(&["b", "a"]), &one_shot, false);
+        assert!(same.pass, "{}", same.detail);
+        let duplicated = rows(&["a", "b", "b"]);
+        assert!(!recovery_equals_one_shot("r", &duplicated, &one_shot, false).pass);
+        let allowed = recovery_equals_one_shot("r", &duplicated, &one_shot, true);
+        assert!(
+            allowed.pass && allowed.detail.contains("1 duplicate"),
+            "{}",
+            allowed.detail
+        );
+        let lost = recovery_equals_one_shot("r", &rows(&["a", "a"]), &one_shot, true);
+        assert!(
+            !lost.pass && lost.detail.contains("lost"),
+            "{}",
+            lost.detail
+        );
+        // Uncommitted rows do not count.
+        let mut pending = rows(&["a", "b"]);
+        pending.push(row("b", false));
+        assert!(recovery_equals_one_shot("r", &pending, &one_shot, false).pass);
+    }
+
+    #[test]
+    fn final_output_counts_duplicates_as_a_difference() {
+        let model = rows(&["a", "b"]);
+        let got = rows(&["a", "b", "b"]);
+        let strict = final_output_equals_model(&got, &model, false);
+        assert!(!strict.pass);
+        assert!(strict.detail.contains("1 unexpected"), "{}", strict.detail);
+        assert!(final_output_equals_model(&got, &model, true).pass);
+        assert!(!final_output_equals_model(&rows(&["a"]), &model, true).pass);
+    }
+
+    #[test]
+    fn watermarks_may_start_again_only_in_a_new_attempt() {
+        let event = |t, w, attempt| WatermarkEvent {
+            processing_time: t,
+            node: "n".into(),
+            watermark: w,
+            attempt,
+        };
+        assert!(watermarks_monotone(&[event(0, 10, 0), event(1, 5, 1), event(2, 7, 1)]).pass);
+        assert!(!watermarks_monotone(&[event(0, 10, 0), event(1, 5, 0)]).pass);
+    }
+}
