@@ -1,6 +1,7 @@
 //! The `weir` command: run, validate and plan pipelines; list runners and capabilities.
 
 mod bench;
+mod soak;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -64,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         workload: bench::Workload,
     },
+    /// Kill a streaming run (SIGKILL) at seeded random moments, restart it from its
+    /// checkpoint each time, and compare what its sink committed with an uninterrupted run.
+    Soak(soak::SoakArgs),
     /// List the runners and their capability tables.
     Runners {
         /// Output format (`markdown`: the capability matrix, each claim linked to the
@@ -184,6 +188,7 @@ fn execute(command: Command) -> Result<(), (u8, anyhow::Error)> {
             out,
         } => conformance(&runner, &scenario, format, out.as_deref()),
         Command::Bench { workload } => bench::run(workload),
+        Command::Soak(args) => soak::run(args),
         Command::Runners { format, scenarios } => {
             print!("{}", capability_table(format, &scenarios).map_err(invalid)?);
             Ok(())

@@ -1,0 +1,192 @@
+//! `weir soak`: kill -9 a streaming run at seeded moments, restart it from its checkpoint,
+//! and compare what its sink committed with an uninterrupted run.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `weir soak` in `dir`; returns the exit code, the JSON report and standard error.
+fn soak(dir: &Path, args: &[&str]) -> (i32, Option<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["soak", "--format", "json"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WEIR_RUNNER")
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout).ok();
+    (out.status.code().unwrap_or(-1), report, stderr)
+}
+
+fn write_pipeline(dir: &Path, source: &str, sink: &str) {
+    let text = format!(
+        "name: soak_test\npipeline:\n  type: chain\n  transforms:\n    - {source}\n    - {sink}\n"
+    );
+    std::fs::write(dir.join("pipeline.yaml"), text).unwrap();
+}
+
+/// Micro-batches of 500 rows every 10 ms: 40 000 rows take about a second, so every kill
+/// lands mid-run.
+const MICROBATCH_PACING: [&str; 5] = [
+    "--",
+    "--trigger",
+    "processing-time=10ms",
+    "--set",
+    "max_rows_per_partition=250",
+];
+
+const SEQUENCE: &str = "{type: GenerateSequence, config: {count: 40000, partitions: 2}}";
+
+#[test]
+fn microbatch_parquet_survives_kills_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(
+        dir.path(),
+        SEQUENCE,
+        "{type: WriteToParquet, config: {path: out/numbers}}",
+    );
+    let mut args = vec![
+        "pipeline.yaml",
+        "--runner",
+        "microbatch",
+        "--kills",
+        "3",
+        "--seed",
+        "7",
+        "--max-kill-delay",
+        "150",
+    ];
+    args.extend(MICROBATCH_PACING);
+    let (code, report, stderr) = soak(dir.path(), &args);
+    let r = report.unwrap_or_else(|| panic!("no report; stderr: {stderr}"));
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    assert_eq!(r["runner"], "microbatch");
+    assert_eq!(r["sink"], "WriteToParquet");
+    assert_eq!(r["kills"], 3, "{r:#}");
+    assert_eq!(r["rows_expected"], 40000);
+    assert_eq!(r["rows_committed"], 40000);
+    assert_eq!(
+        (&r["lost"], &r["duplicated"]),
+        (&0.into(), &0.into()),
+        "{r:#}"
+    );
+    assert_eq!(r["ok"], true);
+    // The pipeline's own output path is never written: each run gets a fresh location.
+    assert!(!dir.path().join("out").exists());
+}
+
+// Ignored: with a rate-paced `GenerateSequence` the continuous runner loses and duplicates a
+// few rows when killed (e.g. `lost` 6, `duplicated` 2 of 3000 rows for seed 3; the rows sit
+// at checkpoint boundaries); the same soak over an unpaced 4 M-row sequence commits exactly
+// (3 kills, seeds 1 and 3), and the micro-batch runner cannot replay a batch of a paced
+// sequence at all ("cannot replay batch ..."), so the paced source's restore is the suspect.
+// Unpaced inputs large enough for kills to land take minutes in a debug build. Run with
+// `--ignored` once fixed.
+#[test]
+#[ignore = "a rate-paced GenerateSequence does not replay exactly after a kill (see the comment)"]
+fn continuous_parquet_survives_kills_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(
+        dir.path(),
+        "{type: GenerateSequence, config: {count: 3000, rate: 2000, partitions: 1}}",
+        "{type: WriteToParquet, config: {path: out/numbers}}",
+    );
+    let (code, report, stderr) = soak(
+        dir.path(),
+        &[
+            "pipeline.yaml",
+            "--runner",
+            "continuous",
+            "--kills",
+            "3",
+            "--seed",
+            "3",
+            "--checkpoint-interval",
+            "200ms",
+        ],
+    );
+    let r = report.unwrap_or_else(|| panic!("no report; stderr: {stderr}"));
+    assert_eq!(r["kills"], 3, "{r:#}");
+    assert_eq!(
+        (&r["lost"], &r["duplicated"]),
+        (&0.into(), &0.into()),
+        "{r:#}"
+    );
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+}
+
+#[test]
+fn an_at_least_once_sink_shows_duplicates_under_kills() {
+    // LogForTesting prints each batch before the micro-batch runner records it committed: a
+    // kill in between replays the batch and prints it again. Whether a kill lands in that
+    // window is a matter of timing, so up to four seeded soaks run until one shows it.
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(dir.path(), SEQUENCE, "{type: LogForTesting}");
+    let mut seen = Vec::new();
+    for seed in ["1", "2", "3", "4"] {
+        let mut args = vec![
+            "pipeline.yaml",
+            "--runner",
+            "microbatch",
+            "--kills",
+            "30",
+            "--seed",
+            seed,
+            "--max-kill-delay",
+            "120",
+        ];
+        args.extend(MICROBATCH_PACING);
+        let (code, report, stderr) = soak(dir.path(), &args);
+        let r = report.unwrap_or_else(|| panic!("no report; stderr: {stderr}"));
+        assert_eq!(r["sink"], "LogForTesting");
+        assert_eq!(r["lost"], 0, "an at-least-once sink loses nothing: {r:#}");
+        let duplicated = r["duplicated"].as_u64().unwrap();
+        if duplicated > 0 {
+            assert_eq!(r["ok"], false);
+            assert_eq!(code, 1, "a soak that finds duplicates fails: {stderr}");
+            assert!(
+                stderr.contains("more than the uninterrupted run"),
+                "{stderr}"
+            );
+            return;
+        }
+        assert_eq!(code, 0, "{r:#}\n{stderr}");
+        seen.push(r);
+    }
+    panic!("no soak showed duplicates: {seen:#?}");
+}
+
+#[test]
+fn sinks_it_cannot_read_back_are_refused_by_name() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/exactly-once-postgres.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report, stderr) = soak(
+        dir.path(),
+        &[
+            example.to_str().unwrap(),
+            "--runner",
+            "continuous",
+            "--kills",
+            "1",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(report.is_none());
+    assert!(
+        stderr.contains("WriteToPostgres") && stderr.contains("not supported yet"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn only_streaming_runners_are_soaked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(dir.path(), SEQUENCE, "{type: LogForTesting}");
+    let (code, _, stderr) = soak(
+        dir.path(),
+        &["pipeline.yaml", "--runner", "direct", "--kills", "1"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`microbatch` or `continuous`"), "{stderr}");
+}
