@@ -296,10 +296,7 @@ fn deploy(
     };
     let mut tasks: Vec<Task> = Vec::new();
     for (v, vertex) in graph.vertices.iter().enumerate() {
-        let edge_collections: Vec<String> = graph
-            .outgoing(v)
-            .map(|(_, e)| e.collection.clone())
-            .collect();
+        let edge_collections = graph.outgoing_collections(v);
         for s in 0..vertex.parallelism {
             let gate_edges = graph
                 .outgoing(v)

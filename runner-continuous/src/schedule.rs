@@ -302,10 +302,7 @@ impl Job {
         let two_phase = storage.is_some();
         let mut subs = Vec::new();
         for (v, vertex) in graph.vertices.iter().enumerate() {
-            let edge_collections: Vec<String> = graph
-                .outgoing(v)
-                .map(|(_, e)| e.collection.clone())
-                .collect();
+            let edge_collections = graph.outgoing_collections(v);
             for s in 0..vertex.parallelism {
                 let outs = graph
                     .outgoing(v)

@@ -240,41 +240,20 @@ impl TwoPhaseCommitSink {
         Ok(last)
     }
 
-    /// End of input: everything still pending (after epoch `already`) or open is written and
-    /// committed as one final epoch (Flink commits the final transaction at the end of a
-    /// bounded input).
+    /// End of input: the pending transactions (after epoch `already`) are committed, then the
+    /// open one as a final epoch (Flink commits the final transaction at the end of a bounded
+    /// input).
     pub fn close(&mut self, already: u64, ctx: &mut OperatorContext) -> ExecResult<()> {
         if self.native {
-            // Prepared transactions are committed; the rows after the last barrier are
-            // committed directly as the epoch after every checkpoint id (a replay of this
-            // final epoch after a restore is then recognised and skipped by the sink).
             self.recover_once()?;
-            for (epoch, _) in std::mem::take(&mut self.pending) {
-                if epoch > already {
-                    self.commit_native(epoch, ctx)?;
-                }
-            }
-            for b in std::mem::take(&mut self.open) {
-                self.op.process_batch(0, b, ctx)?;
-            }
-            let last = self.last_epoch.max(already);
-            return self.op.commit(last + 1, ctx.processing_time);
         }
-        // Each pending transaction keeps its own epoch, so a sink that already committed it
-        // before a crash (its commit marker not yet recorded) recognises the replay; the rows
-        // after the last barrier are the epoch after every checkpoint id, never one a sink
-        // may have committed before (found by `weir soak`: one final epoch for everything
-        // duplicated committed rows and could collide with an earlier epoch).
+        // Each pending transaction is committed under its own epoch, as a completed
+        // checkpoint would, so a sink that committed it before a crash recognises the replay;
+        // the rows after the last barrier take the epoch after every checkpoint id, never one
+        // a sink may already hold (`weir soak` found one final epoch for everything
+        // re-writing committed rows).
         let last = self.last_epoch.max(already);
-        for (epoch, batches) in std::mem::take(&mut self.pending) {
-            if epoch <= already {
-                continue;
-            }
-            for b in batches {
-                self.op.process_batch(0, b, ctx)?;
-            }
-            self.op.commit(epoch, ctx.processing_time)?;
-        }
+        self.commit(u64::MAX, already, ctx)?;
         for b in std::mem::take(&mut self.open) {
             self.op.process_batch(0, b, ctx)?;
         }

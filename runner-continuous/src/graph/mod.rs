@@ -234,6 +234,13 @@ impl JobGraph {
             .filter(move |(_, e)| e.from == v)
     }
 
+    /// The collections vertex `v` sends on its outgoing edges, in edge order.
+    pub fn outgoing_collections(&self, v: usize) -> Vec<String> {
+        self.outgoing(v)
+            .map(|(_, e)| e.collection.clone())
+            .collect()
+    }
+
     /// The edges entering vertex `v`.
     pub fn incoming(&self, v: usize) -> impl Iterator<Item = (usize, &Edge)> {
         self.edges
