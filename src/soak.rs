@@ -22,8 +22,11 @@
 //! Sinks compared: `WriteToParquet` (the files its manifest lists, read with Weir's Parquet
 //! source), `WriteToJson` (one file, or the part files of a directory: those its manifest
 //! lists when it has one) and `LogForTesting` (the complete lines each attempt printed on
-//! standard output: an at-least-once sink, whose replays show up as duplicates). Other sinks
-//! are refused with an error naming them.
+//! standard output: an at-least-once sink, whose replays show up as duplicates) and
+//! `WriteToPostgres` (the table's rows as PostgreSQL's `row_to_json` gives them; each run
+//! writes a table and sink id of its own, `<table>_soak<pid>r` and `..k`, emptied first and
+//! dropped at the end unless `--work-dir` keeps them). Other sinks are refused with an error
+//! naming them.
 
 use anyhow::{anyhow, bail, Context};
 use std::collections::BTreeMap;
@@ -32,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weir::core::io::manifest::Manifest;
+use weir::core::io::postgres::SinkTable;
 use weir::core::io::{ParquetSource, Source, SourcePoll};
 use weir::model::io::{FileFormat, SinkSpec};
 use weir::model::transform::Transform;
@@ -103,6 +107,8 @@ enum Target {
     JsonFiles,
     /// Standard output.
     Stdout,
+    /// A PostgreSQL table; each run writes its own copy of it.
+    Postgres,
 }
 
 /// What a soak measured.
@@ -152,9 +158,16 @@ pub fn run(args: SoakArgs) -> Result<(), (u8, anyhow::Error)> {
         Some(d) => (d.clone(), false),
         None => (temp_work_dir(), true),
     };
-    let result = soak(&args, &pipeline, sink_index, &target, &work);
+    let mut tables = Vec::new();
+    let result = soak(&args, &pipeline, sink_index, &target, &work, &mut tables);
     if temporary {
         let _ = std::fs::remove_dir_all(&work);
+        // The runs' tables go with the directory; kept with --work-dir, for a look.
+        for t in &tables {
+            if let Err(e) = t.reset() {
+                eprintln!("warning: dropping a table of the soak: {e}");
+            }
+        }
     }
     let (expected, committed, counts) = result.map_err(failed)?;
     let diff = compare(&expected, &committed);
@@ -283,8 +296,9 @@ fn find_sink(pipeline: &Pipeline, plan: &weir::model::Plan) -> anyhow::Result<(u
             ..
         } => Target::JsonFiles,
         SinkSpec::Stdout => Target::Stdout,
+        SinkSpec::Postgres(_) => Target::Postgres,
         _ => bail!(
-            "weir soak compares Parquet and file sinks (WriteToParquet, WriteToJson, LogForTesting); `{}` ({}) is not supported yet",
+            "weir soak compares Parquet, file and PostgreSQL sinks (WriteToParquet, WriteToJson, LogForTesting, WriteToPostgres); `{}` ({}) is not supported yet",
             node.name,
             node.transform.type_name()
         ),
@@ -309,13 +323,24 @@ fn soak(
     sink_index: usize,
     target: &Target,
     work: &Path,
+    tables: &mut Vec<SinkTable>,
 ) -> anyhow::Result<(Rows, Rows, Counts)> {
     std::fs::create_dir_all(work)
         .with_context(|| format!("creating work directory `{}`", work.display()))?;
     let exe = std::env::current_exe().context("finding the weir executable")?;
 
     // The uninterrupted run.
-    let reference = Run::prepare(pipeline, sink_index, target, &work.join("reference"))?;
+    // External outputs (a PostgreSQL table) get this soak's own names: the process id tells
+    // it from any soak running beside it.
+    let tag = format!("soak{}", std::process::id());
+    let reference = Run::prepare(
+        pipeline,
+        sink_index,
+        target,
+        &work.join("reference"),
+        &format!("{tag}r"),
+    )?;
+    tables.extend(reference.table.clone());
     let started = Instant::now();
     let child = reference.spawn(&exe, args, 0)?;
     let stdout = collect_stdout(&reference, child, None)?;
@@ -341,7 +366,14 @@ fn soak(
         .unwrap_or(default_max)
         .max(MIN_KILL_DELAY_MS + 1);
     let mut rng = SplitMix64(args.seed);
-    let run = Run::prepare(pipeline, sink_index, target, &work.join("soak"))?;
+    let run = Run::prepare(
+        pipeline,
+        sink_index,
+        target,
+        &work.join("soak"),
+        &format!("{tag}k"),
+    )?;
+    tables.extend(run.table.clone());
     let started = Instant::now();
     let mut out = Vec::new();
     let mut kills = 0;
@@ -385,18 +417,25 @@ struct Run {
     dir: PathBuf,
     pipeline_file: PathBuf,
     output: Option<PathBuf>,
+    /// A PostgreSQL sink's table, renamed for this run (emptied before it).
+    table: Option<SinkTable>,
     checkpoints: PathBuf,
 }
 
 impl Run {
+    /// Prepares a run in `dir`; `tag` tells this run's external outputs (a PostgreSQL table
+    /// and sink id) from every other run's.
     fn prepare(
         pipeline: &Pipeline,
         sink_index: usize,
         target: &Target,
         dir: &Path,
+        tag: &str,
     ) -> anyhow::Result<Run> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
         let mut pipeline = pipeline.clone();
+        let node = pipeline.transforms[sink_index].name.clone();
+        let mut table = None;
         let output = match &mut pipeline.transforms[sink_index].transform {
             Transform::Write {
                 sink: SinkSpec::Parquet { path },
@@ -418,9 +457,21 @@ impl Run {
                 *path = out.display().to_string();
                 Some(out)
             }
+            Transform::Write {
+                sink: SinkSpec::Postgres(spec),
+                ..
+            } => {
+                spec.table = format!("{}_{tag}", spec.table);
+                spec.job = Some(format!("weir-{tag}"));
+                let t = SinkTable::new(&node, spec);
+                t.reset()
+                    .with_context(|| format!("emptying table `{}` for the soak", spec.table))?;
+                table = Some(t);
+                None
+            }
             _ => None,
         };
-        debug_assert!(output.is_some() != matches!(target, Target::Stdout));
+        debug_assert!(output.is_some() || table.is_some() || matches!(target, Target::Stdout));
         let pipeline_file = dir.join("pipeline.json");
         std::fs::write(&pipeline_file, pipeline.to_json()?)
             .with_context(|| format!("writing `{}`", pipeline_file.display()))?;
@@ -428,6 +479,7 @@ impl Run {
             dir: dir.to_path_buf(),
             pipeline_file,
             output,
+            table,
             checkpoints: dir.join("checkpoints"),
         })
     }
@@ -449,6 +501,11 @@ impl Run {
         if args.runner == "continuous" {
             cmd.arg("--checkpoint-interval")
                 .arg(&args.checkpoint_interval);
+            // A Flink-style job resumes only when told to (`-s`); a micro-batch query always
+            // resumes from its checkpoint location.
+            if self.has_completed_checkpoint() {
+                cmd.arg("--set").arg("restore=latest");
+            }
         }
         if let Some(p) = args.parallelism {
             cmd.arg("--parallelism").arg(p.to_string());
@@ -462,12 +519,28 @@ impl Run {
             .with_context(|| format!("starting `{} run`", exe.display()))
     }
 
+    /// Whether a continuous run completed a checkpoint to restore (`chk-N/_metadata`).
+    fn has_completed_checkpoint(&self) -> bool {
+        std::fs::read_dir(&self.checkpoints)
+            .map(|entries| {
+                entries.filter_map(Result::ok).any(|e| {
+                    e.file_name().to_string_lossy().starts_with("chk-")
+                        && e.path().join("_metadata").exists()
+                })
+            })
+            .unwrap_or(false)
+    }
+
     /// The rows the run committed, as canonical JSON text.
     fn committed(&self, target: &Target, stdout: &[String]) -> anyhow::Result<Rows> {
         let mut rows = match (target, &self.output) {
             (Target::Stdout, _) => stdout.iter().map(|l| canonical(l)).collect(),
             (Target::Parquet { schema }, Some(out)) => read_parquet(out, schema)?,
             (Target::JsonFiles, Some(out)) => read_json_files(out)?,
+            (Target::Postgres, _) => match &self.table {
+                Some(t) => t.committed_rows()?.iter().map(|l| canonical(l)).collect(),
+                None => bail!("internal: the sink has no table"),
+            },
             _ => bail!("internal: the sink has no output location"),
         };
         rows.sort();

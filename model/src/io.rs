@@ -64,6 +64,10 @@ pub enum SourceSpec {
         /// How often to look for new files when watching.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         poll_interval: Option<Duration>,
+        /// Rows per second over all files; as fast as possible when absent (for demos and
+        /// `weir soak`, which need a run that lasts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<f64>,
     },
     /// Generated rows `{value: i}` for `i` in `start..start+count` (or unbounded when `count` is
     /// absent), at `rate` rows per second when given; `partitions` interleaved splits.
@@ -132,7 +136,7 @@ pub enum SourceSpec {
 }
 
 /// Where and how a JetStream source reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JetStreamSourceSpec {
     /// Server URL (`nats://host:port`).
     pub url: String,
@@ -148,6 +152,10 @@ pub struct JetStreamSourceSpec {
     /// Stop at the last message each partition had when the source started (bounded).
     #[serde(default)]
     pub bounded: bool,
+    /// Messages per second over all partitions; as fast as possible when absent (for demos
+    /// and `weir soak`, which need a run that lasts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
 
 /// The default NATS server URL.

@@ -749,6 +749,7 @@ fn plan_succeeds_for_every_source() {
         format: FileFormat::JsonLines,
         watch: true,
         poll_interval: None,
+        rate: None,
     };
     let sources = [
         p.create([json!({"value": 1})]).unwrap(),

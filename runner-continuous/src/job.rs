@@ -50,6 +50,11 @@ struct CheckpointSetup {
     storage: CheckpointStorage,
     handle: CoordinatorHandle,
     restored: Option<Restored>,
+    /// The id of this run's first checkpoint: after every checkpoint directory already
+    /// there, complete or not (Flink's checkpoint id counter never reuses an id, so a sink
+    /// never mistakes a new transaction for one an earlier run committed under that id,
+    /// and no state file of an abandoned checkpoint is mixed into a new one).
+    first_id: u64,
 }
 
 /// An operator subtask's input: its queue, the head input of each channel, its credits.
@@ -123,11 +128,13 @@ pub fn execute(
                     config.retain,
                     restored_from.unwrap_or(0),
                 );
+                let first_id = storage.highest_id()?.max(restored_from.unwrap_or(0)) + 1;
                 let setup = CheckpointSetup {
                     config: Arc::new(config.clone()),
                     storage,
                     handle,
                     restored,
+                    first_id,
                 };
                 (Some(setup), Some(tokio::spawn(coordinator.run())))
             }
@@ -427,9 +434,8 @@ fn attach_checkpointing(
             .committed_epoch(&format!("{node}-s{}", task.index));
         committed.insert(node, epoch);
     }
-    let mut next_id = 1;
+    let next_id = setup.first_id;
     if let Some(restored) = &setup.restored {
-        next_id = restored.id + 1;
         task.chain
             .restore(&restored.state(vertex, task.index))
             .with_context(|| format!("restoring `{}`", task.vertex))?;
@@ -443,6 +449,11 @@ fn attach_checkpointing(
                 .record_commit(&format!("{sink}-s{}", task.index), epoch)?;
             committed.insert(sink, epoch);
         }
+    }
+    // What this run commits from here on comes after its first checkpoint id (its final rows
+    // too, when it ends before taking one).
+    for epoch in committed.values_mut() {
+        *epoch = (*epoch).max(next_id - 1);
     }
     task.checkpointing = Some(SubtaskCheckpointing {
         config: setup.config.clone(),

@@ -298,6 +298,7 @@ fn jetstream_to_postgres_killed_and_restored_commits_every_message_once() {
                         subjects: (0..3).map(|p| format!("{stream}.p{p}")).collect(),
                         message_timestamp: None,
                         bounded: true,
+                        rate: None,
                     })),
                     schema: schema(),
                     bad_records: BadRecordPolicy::Fail,
@@ -335,6 +336,8 @@ fn postgres_example(stream: &str, table: &str) -> Plan {
             } => {
                 spec.stream = stream.into();
                 spec.subjects = vec![format!("{stream}.eu"), format!("{stream}.us")];
+                // Paced for `weir soak`; a test has its own small input.
+                spec.rate = None;
             }
             Transform::Write {
                 sink: SinkSpec::Postgres(spec),
@@ -456,6 +459,7 @@ fn jetstream_sink_of_a_killed_and_restored_run_stores_each_row_once() {
             subjects: vec![],
             message_timestamp: None,
             bounded: true,
+            rate: None,
         }));
         let mut check = build_source("Check", &spec, &schema(), &BadRecordPolicy::Fail).unwrap();
         let mut rows = Vec::new();

@@ -42,6 +42,7 @@ fn files_source(
         format,
         watch: false,
         poll_interval: None,
+        rate: None,
     };
     build_source("Read", &spec, schema, policy).unwrap()
 }
@@ -316,6 +317,7 @@ fn a_watched_directory_picks_up_new_files_at_each_poll_interval() {
         format: FileFormat::JsonLines,
         watch: true,
         poll_interval: Some(Duration::from_millis(500)),
+        rate: None,
     };
     let mut source = build_source("Watch", &spec, &people(), &BadRecordPolicy::Fail).unwrap();
     assert_eq!(source.partitions(), 1);
@@ -374,6 +376,7 @@ fn a_missing_path_is_an_io_error_naming_it() {
         format: FileFormat::JsonLines,
         watch: false,
         poll_interval: None,
+        rate: None,
     };
     let err = build_source("Read", &spec, &people(), &BadRecordPolicy::Fail)
         .err()

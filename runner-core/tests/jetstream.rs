@@ -76,6 +76,7 @@ fn stored(stream: &str) -> Vec<Value> {
         subjects: vec![],
         message_timestamp: None,
         bounded: true,
+        rate: None,
     }));
     let mut source = build_source("Check", &spec, &schema, &BadRecordPolicy::Fail).unwrap();
     drain(source.as_mut(), 0, 100)
@@ -113,6 +114,7 @@ fn subjects_are_partitions_positions_are_sequences_and_a_seek_replays() {
         subjects: vec!["weirsrc.a".into(), "weirsrc.b".into()],
         message_timestamp: Some("stored_at".into()),
         bounded: true,
+        rate: None,
     }));
     let mut with_ts = schema();
     with_ts
@@ -160,6 +162,7 @@ fn an_unbounded_source_is_pending_until_messages_arrive_and_bad_ones_are_dead_le
         subjects: vec![],
         message_timestamp: None,
         bounded: false,
+        rate: None,
     }));
     let policy = BadRecordPolicy::DeadLetter { tag: "bad".into() };
     let mut source = build_source("In", &spec, &schema(), &policy).unwrap();
@@ -247,6 +250,7 @@ fn a_missing_stream_is_an_error_naming_it() {
         subjects: vec![],
         message_timestamp: None,
         bounded: true,
+        rate: None,
     }));
     let err = build_source("In", &spec, &schema(), &BadRecordPolicy::Fail)
         .err()

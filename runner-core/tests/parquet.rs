@@ -196,6 +196,7 @@ fn files_of_uncommitted_epochs_are_invisible_to_the_parquet_and_file_sources() {
         format: FileFormat::JsonLines,
         watch: false,
         poll_interval: None,
+        rate: None,
     });
     assert_eq!(json_rows.len(), 1);
     assert!(json_rows[0].contains("\"a\""), "{json_rows:?}");

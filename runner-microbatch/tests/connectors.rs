@@ -335,6 +335,7 @@ fn a_jetstream_source_replays_its_logged_sequences_after_every_stop_point() {
                     subjects: vec![format!("{stream}.p0"), format!("{stream}.p1")],
                     message_timestamp: None,
                     bounded: true,
+                    rate: None,
                 })),
                 schema: schema(),
                 bad_records: BadRecordPolicy::Fail,
@@ -368,9 +369,13 @@ fn the_exactly_once_parquet_example_survives_a_stop_mid_batch() {
     for node in &mut p.transforms {
         match &mut node.transform {
             Transform::Read {
-                source: SourceSpec::Files { path, .. },
+                source: SourceSpec::Files { path, rate, .. },
                 ..
-            } => *path = root.join(&*path).display().to_string(),
+            } => {
+                *path = root.join(&*path).display().to_string();
+                // Paced for `weir soak`; unpaced here.
+                *rate = None;
+            }
             Transform::Write {
                 sink: SinkSpec::Parquet { path },
                 ..
@@ -397,5 +402,6 @@ fn the_exactly_once_parquet_example_survives_a_stop_mid_batch() {
             }
         }
     }
-    assert_eq!((rows, total), (6, 36.25));
+    // The sum of examples/orders/*.jsonl's amounts (quarters: exact in floating point).
+    assert_eq!((rows, total), (4000, 200864.25));
 }

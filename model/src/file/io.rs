@@ -314,8 +314,15 @@ fn infer_schema(ctx: Ctx, elements_node: &Node, elements: &[Node], field: &str) 
 /// `ReadFromJson`, `ReadFromCsv`, `ReadFromText`.
 pub(crate) fn read_files(def: &TransformDef, format: FileFormat) -> Result<Built> {
     let config = match format {
-        FileFormat::Text => def.config(&["path", "watch", "poll_interval"])?,
-        _ => def.config(&["path", "schema", "watch", "poll_interval", "error_handling"])?,
+        FileFormat::Text => def.config(&["path", "watch", "poll_interval", "rate"])?,
+        _ => def.config(&[
+            "path",
+            "schema",
+            "watch",
+            "poll_interval",
+            "rate",
+            "error_handling",
+        ])?,
     };
     let path = required_text(&config, "path")?;
     let schema = match format {
@@ -331,6 +338,10 @@ pub(crate) fn read_files(def: &TransformDef, format: FileFormat) -> Result<Built
             "only applies with `watch: true`",
         ));
     }
+    let rate = config
+        .get("rate")
+        .map(|n| rate(def.ctx, n, &config.field("rate")))
+        .transpose()?;
     let bad_records = error_handling(&config)?;
     Ok(read(
         SourceSpec::Files {
@@ -338,6 +349,7 @@ pub(crate) fn read_files(def: &TransformDef, format: FileFormat) -> Result<Built
             format,
             watch,
             poll_interval,
+            rate,
         },
         schema,
         bad_records,
@@ -662,6 +674,7 @@ pub(crate) fn read_jetstream(def: &TransformDef) -> Result<Built> {
         "schema",
         "message_timestamp",
         "bounded",
+        "rate",
         "error_handling",
     ])?;
     let url = config
@@ -691,6 +704,10 @@ pub(crate) fn read_jetstream(def: &TransformDef) -> Result<Built> {
             subjects,
             message_timestamp,
             bounded: config.bool("bounded")?.unwrap_or(false),
+            rate: config
+                .get("rate")
+                .map(|n| rate(def.ctx, n, &config.field("rate")))
+                .transpose()?,
         })),
         schema,
         bad_records,

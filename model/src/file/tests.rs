@@ -263,7 +263,7 @@ fn an_unknown_config_field_lists_the_allowed_fields() {
     assert_error(
         "pipeline:\n  transforms:\n    - type: ReadFromJson\n      config:\n        path: a.jsonl\n        schema: {id: int}\n        pth: x\n",
         "f.yaml:7:9",
-        "transform `ReadFromJson`, field `config.pth`: unknown field; did you mean `path`? ReadFromJson accepts: path, schema, watch, poll_interval, error_handling",
+        "transform `ReadFromJson`, field `config.pth`: unknown field; did you mean `path`? ReadFromJson accepts: path, schema, watch, poll_interval, rate, error_handling",
     );
 }
 

@@ -226,6 +226,7 @@ impl PipelineBuilder {
     ///     format: FileFormat::JsonLines,
     ///     watch: true,
     ///     poll_interval: Some(Duration::from_secs(1)),
+    ///     rate: None,
     /// };
     /// let rows = p.read(source, schema, BadRecordPolicy::DeadLetter { tag: "bad".into() });
     /// rows.side_output("bad").log();
@@ -291,6 +292,7 @@ impl PipelineBuilder {
             format,
             watch: false,
             poll_interval: None,
+            rate: None,
         }
     }
 

@@ -128,6 +128,24 @@ impl CheckpointStorage {
         Ok(ids)
     }
 
+    /// The highest id of any checkpoint directory, complete or abandoned (0: none).
+    pub fn highest_id(&self) -> anyhow::Result<u64> {
+        let mut highest = 0;
+        for entry in std::fs::read_dir(&self.dir)
+            .with_context(|| format!("listing `{}`", self.dir.display()))?
+        {
+            let entry = entry.with_context(|| format!("listing `{}`", self.dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name
+                .strip_prefix("chk-")
+                .and_then(|i| i.parse::<u64>().ok())
+            {
+                highest = highest.max(id);
+            }
+        }
+        Ok(highest)
+    }
+
     /// The metadata of completed checkpoint `id`.
     pub fn metadata(&self, id: u64) -> anyhow::Result<CheckpointMetadata> {
         let path = self.checkpoint_dir(id).join("_metadata");

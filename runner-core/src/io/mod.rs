@@ -73,6 +73,11 @@ pub trait Source: Send {
     fn next_poll_time(&self) -> Option<Timestamp> {
         None
     }
+    /// Whether the next polls re-read a range read before (a micro-batch replaying a logged
+    /// batch after a restart): those rows were available once already, so a rate-paced
+    /// source yields them without pacing. Pacing restarts from the positions reached when
+    /// replaying ends. Sources without pacing ignore it.
+    fn set_replaying(&mut self, _replaying: bool) {}
 }
 
 /// A sink that writes batches and commits them per batch/epoch.
@@ -127,15 +132,20 @@ pub fn build_source(
             format,
             watch,
             poll_interval,
-        } => Box::new(file_source::FileSource::new(
+            rate,
+        } => pacing::paced(
+            Box::new(file_source::FileSource::new(
+                node,
+                path,
+                *format,
+                *watch,
+                *poll_interval,
+                schema,
+                bad_records,
+            )?),
             node,
-            path,
-            *format,
-            *watch,
-            *poll_interval,
-            schema,
-            bad_records,
-        )?),
+            *rate,
+        )?,
         SourceSpec::Sequence {
             start,
             count,
@@ -170,9 +180,11 @@ pub fn build_source(
             },
         )?),
         SourceSpec::Parquet { path } => Box::new(ParquetSource::new(node, path, schema)?),
-        SourceSpec::JetStream(spec) => {
-            Box::new(JetStreamSource::new(node, spec, schema, bad_records)?)
-        }
+        SourceSpec::JetStream(spec) => pacing::paced(
+            Box::new(JetStreamSource::new(node, spec, schema, bad_records)?),
+            node,
+            spec.rate,
+        )?,
     })
 }
 

@@ -744,6 +744,10 @@ impl Source for NexmarkSource {
         Ok(())
     }
 
+    fn set_replaying(&mut self, replaying: bool) {
+        self.pacer.set_replaying(replaying);
+    }
+
     fn next_poll_time(&self) -> Option<Timestamp> {
         let next = (0..self.next.len())
             .filter(|p| !self.ended(*p))

@@ -170,6 +170,10 @@ impl Source for SequenceSource {
         Ok(())
     }
 
+    fn set_replaying(&mut self, replaying: bool) {
+        self.pacer.set_replaying(replaying);
+    }
+
     fn next_poll_time(&self) -> Option<Timestamp> {
         let next = (0..self.emitted.len())
             .filter(|p| !self.ended(*p))

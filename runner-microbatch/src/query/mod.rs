@@ -387,6 +387,8 @@ impl MicroBatchQuery {
             let Some(parts) = entry.sources.get(name) else {
                 continue;
             };
+            // The logged rows were available once: a rate-paced source must not hold them back.
+            s.source.set_replaying(true);
             for (p, range) in parts.iter().enumerate() {
                 s.source.seek(p as u32, &range.start)?;
                 let mut rows = 0u64;
@@ -420,6 +422,7 @@ impl MicroBatchQuery {
                 }
                 total += rows;
             }
+            s.source.set_replaying(false);
         }
         Ok((data, total))
     }

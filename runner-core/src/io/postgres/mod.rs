@@ -22,6 +22,9 @@
 
 mod client;
 mod sql;
+mod table;
+
+pub use table::SinkTable;
 
 use super::{NativeTwoPhaseCommit, Sink};
 use crate::error::{ExecError, ExecResult};
@@ -106,10 +109,7 @@ impl PostgresSink {
                 ));
             }
         }
-        let sink_id = spec
-            .job
-            .clone()
-            .unwrap_or_else(|| format!("{node}@{}", spec.table));
+        let sink_id = sink_id(node, spec);
         if gid(&sink_id, u64::MAX, u32::MAX).len() > MAX_GID {
             return Err(ExecError::transform(
                 node,
@@ -346,9 +346,21 @@ async fn create_if_missing(c: &Client, statement: &str) -> Result<(), tokio_post
     }
 }
 
+/// The id of sink `node` in the progress table and in transaction ids.
+fn sink_id(node: &str, spec: &PostgresSinkSpec) -> String {
+    spec.job
+        .clone()
+        .unwrap_or_else(|| format!("{node}@{}", spec.table))
+}
+
+/// What every transaction id of a sink starts with.
+fn gid_prefix(sink_id: &str) -> String {
+    format!("weir:{sink_id}:")
+}
+
 /// The transaction id of (sink, checkpoint, subtask).
 fn gid(sink_id: &str, checkpoint: u64, subtask: u32) -> String {
-    format!("weir:{sink_id}:{checkpoint}:{subtask}")
+    format!("{}{checkpoint}:{subtask}", gid_prefix(sink_id))
 }
 
 /// Why the continuous runner cannot use a server whose `max_prepared_transactions` is 0,
