@@ -70,7 +70,7 @@ fn soak_example(example: &str, runner: &str, seed: &str) -> Value {
     assert_eq!(r["ok"], true, "{r:#}");
     assert_eq!(out.status.code(), Some(0), "{r:#}\n{stderr}");
     assert_eq!(r["rows_committed"], r["rows_expected"], "{r:#}");
-    // The examples are paced to last about 4 s, and the kills spread over 3/4 of that: a
+    // The examples are paced to last about 20 s, and the kills spread over 3/4 of that: a
     // kill lands before the end unless the machine stalls a restart for long.
     assert!(
         r["kills"].as_u64().unwrap() >= KILLS - 2,

@@ -349,7 +349,20 @@ pub enum SinkSpec {
         /// Identifies the sink in message ids (default: `<transform>@<subject>`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         job: Option<String>,
+        /// A stream to create when the server has none of that name (an existing stream is
+        /// used as it is), so that a demo or a test needs no separate setup.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        create_stream: Option<StreamSetup>,
     },
+}
+
+/// A JetStream stream a sink creates when it is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSetup {
+    /// Stream name.
+    pub name: String,
+    /// The subjects it captures (wildcards allowed, e.g. `orders.>`).
+    pub subjects: Vec<String>,
 }
 
 /// How a PostgreSQL sink writes rows.

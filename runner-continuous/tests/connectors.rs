@@ -264,6 +264,7 @@ fn jetstream_to_postgres_killed_and_restored_commits_every_message_once() {
                     url: url.into(),
                     subject: format!("{stream}.p{p}"),
                     job: Some(format!("{stream}-input-{p}")),
+                    create_stream: None,
                 },
                 SinkMetadata::default(),
                 &schema(),
@@ -372,6 +373,7 @@ fn publish_orders(stream: &str) {
                 url: url.into(),
                 subject: format!("{stream}.{region}"),
                 job: Some(format!("{stream}-{region}")),
+                create_stream: None,
             },
             SinkMetadata::default(),
             &order_schema,
@@ -448,6 +450,7 @@ fn jetstream_sink_of_a_killed_and_restored_run_stores_each_row_once() {
                     url: url.into(),
                     subject: format!("{stream}.out"),
                     job: Some(stream.clone()),
+                    create_stream: None,
                 },
             )
         };

@@ -192,6 +192,7 @@ fn the_sink_publishes_with_message_ids_so_a_replayed_epoch_is_stored_once() {
         url: URL.into(),
         subject: "weirsink.out".into(),
         job: Some("weirsink-test".into()),
+        create_stream: None,
     };
     let sink = || {
         build_sink(

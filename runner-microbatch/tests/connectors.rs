@@ -286,6 +286,7 @@ fn publish_rows(subject: &str, rows: &[(&str, i64)]) {
         url: "nats://127.0.0.1:4222".into(),
         subject: subject.into(),
         job: Some(unique(subject)),
+        create_stream: None,
     };
     let mut s = weir_runner_core::io::build_sink(
         "Publish",

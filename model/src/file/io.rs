@@ -9,8 +9,8 @@ use super::yaml::{Key, Node, Value};
 use crate::error::Result;
 use crate::io::{
     BadRecordPolicy, DeliveryGuarantee, FileFormat, JetStreamSourceSpec, NexmarkTable,
-    PostgresSinkSpec, PostgresWriteMode, SinkMetadata, SinkSpec, SourceSpec, NATS_DEFAULT_URL,
-    POSTGRES_DEFAULT_BATCH_SIZE,
+    PostgresSinkSpec, PostgresWriteMode, SinkMetadata, SinkSpec, SourceSpec, StreamSetup,
+    NATS_DEFAULT_URL, POSTGRES_DEFAULT_BATCH_SIZE,
 };
 use crate::schema::{DataType, Field, Schema};
 use crate::transform::Transform;
@@ -716,16 +716,47 @@ pub(crate) fn read_jetstream(def: &TransformDef) -> Result<Built> {
 
 /// `WriteToJetStream`: rows published as JSON to a subject, with idempotent message ids.
 pub(crate) fn write_jetstream(def: &TransformDef) -> Result<Built> {
-    let config = def.config(&["url", "subject", "job", "include_window", "include_pane"])?;
+    let config = def.config(&[
+        "url",
+        "subject",
+        "job",
+        "create_stream",
+        "include_window",
+        "include_pane",
+    ])?;
     let url = config
         .str("url")?
         .unwrap_or_else(|| NATS_DEFAULT_URL.into());
     let subject = required_text(&config, "subject")?;
+    let create_stream = match config.get("create_stream") {
+        None => None,
+        Some(node) => {
+            let field = config.field("create_stream");
+            let section = Section::new(
+                def.ctx,
+                node,
+                &field,
+                &["name", "subjects"],
+                "create_stream",
+            )?;
+            let name = required_text(&section, "name")?;
+            let subjects = section.names("subjects")?.unwrap_or_default();
+            if subjects.is_empty() {
+                return Err(section.error(
+                    section.key_pos("subjects"),
+                    "subjects",
+                    "name the subjects the stream captures, e.g. [orders.>]",
+                ));
+            }
+            Some(StreamSetup { name, subjects })
+        }
+    };
     Ok(write(
         SinkSpec::JetStream {
             url,
             subject,
             job: config.str("job")?,
+            create_stream,
         },
         sink_metadata(&config)?,
     ))

@@ -756,7 +756,8 @@ fn jetstream_read_adds_the_message_timestamp_column_and_write_takes_a_subject() 
         SinkSpec::JetStream {
             url: NATS_DEFAULT_URL.into(),
             subject: "out".into(),
-            job: Some("j".into())
+            job: Some("j".into()),
+            create_stream: None,
         }
     );
     assert_eq!(p.transforms[0].transform.type_name(), "ReadFromJetStream");
@@ -765,6 +766,44 @@ fn jetstream_read_adds_the_message_timestamp_column_and_write_takes_a_subject() 
         "pipeline:\n  transforms:\n    - type: ReadFromJetStream\n      config: {stream: S, schema: {k: string}, message_timestamp: k}\n",
         "f.yaml:4:48",
         "transform `ReadFromJetStream`, field `config.message_timestamp`: column `k` is already in the schema",
+    );
+}
+
+#[test]
+fn a_jetstream_sink_may_create_its_stream_and_a_source_may_be_paced() {
+    use crate::io::{SinkSpec, SourceSpec, StreamSetup};
+    use crate::transform::Transform;
+    let p = parse_str(
+        "pipeline:\n  type: chain\n  transforms:\n    - {type: ReadFromJetStream, config: {stream: S, rate: 50, schema: {k: string}}}\n    - {type: WriteToJetStream, config: {subject: o.x, create_stream: {name: O, subjects: [o.>]}}}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    let Transform::Read {
+        source: SourceSpec::JetStream(spec),
+        ..
+    } = &p.transforms[0].transform
+    else {
+        panic!("not a JetStream read")
+    };
+    assert_eq!(spec.rate, Some(50.0));
+    let Transform::Write {
+        sink: SinkSpec::JetStream { create_stream, .. },
+        ..
+    } = &p.transforms[1].transform
+    else {
+        panic!("not a JetStream write")
+    };
+    assert_eq!(
+        *create_stream,
+        Some(StreamSetup {
+            name: "O".into(),
+            subjects: vec!["o.>".into()]
+        })
+    );
+    assert_error_starts(
+        "pipeline:\n  type: chain\n  transforms:\n    - {type: GenerateSequence, config: {count: 1}}\n    - {type: WriteToJetStream, config: {subject: o.x, create_stream: {name: O, subject: [o.>]}}}\n",
+        "f.yaml:5:80",
+        "transform `WriteToJetStream`, field `config.create_stream.subject`: unknown field; did you mean `subjects`?",
     );
 }
 

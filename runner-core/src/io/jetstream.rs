@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
 use weir_model::io::{
-    BadRecordPolicy, DeliveryGuarantee, FileFormat, JetStreamSourceSpec, SinkMetadata,
+    BadRecordPolicy, DeliveryGuarantee, FileFormat, JetStreamSourceSpec, SinkMetadata, StreamSetup,
 };
 use weir_model::time::Timestamp;
 use weir_model::Schema;
@@ -20,6 +20,14 @@ use weir_model::Schema;
 /// How long an idle ephemeral consumer of the source lives on the server after its last
 /// fetch (the server deletes it then).
 const CONSUMER_INACTIVE: Duration = Duration::from_secs(60);
+
+/// How long one fetch may take before the source treats the server as unreachable (a fetch
+/// to a consumer the server lost, e.g. after a restart, would otherwise wait for ever).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a source keeps retrying a server it cannot read from before the run fails
+/// (a restart of the server, a network blip); the wait between attempts grows from 100 ms.
+const OUTAGE_BUDGET: Duration = Duration::from_secs(20);
 
 /// How long a sink waits for the server's acknowledgement of one batch's messages.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +60,12 @@ fn connect(rt: &BlockingRuntime, url: &str, what: &str) -> ExecResult<jetstream:
 ///
 /// Messages are read through an ephemeral pull consumer per partition (no acks; the server
 /// forgets it a minute after its last fetch), created at the partition's position.
+///
+/// A fetch that fails or times out (the server restarting, a network blip) is retried with
+/// a fresh consumer after a growing wait, for up to 20 s; then the run
+/// fails naming the server. A bounded partition whose fetch comes back empty before its end
+/// is fetched once more through a fresh consumer (a restarted server forgets ephemeral
+/// consumers) before its messages are taken as removed by the stream's limits.
 pub struct JetStreamSource {
     node: String,
     spec: JetStreamSourceSpec,
@@ -59,6 +73,7 @@ pub struct JetStreamSource {
     policy: BadRecordPolicy,
     stream: Stream,
     partitions: Vec<Partition>,
+    outage: Option<Outage>,
     // Last: the connection's tasks stop with it.
     rt: BlockingRuntime,
 }
@@ -71,6 +86,17 @@ struct Partition {
     end: Option<u64>,
     consumer: Option<consumer::PullConsumer>,
     ended: bool,
+    /// Bounded: the last fetch came back empty before the end, and the consumer was made
+    /// afresh to tell a lost consumer from messages removed by the stream's limits.
+    empty_before_end: bool,
+}
+
+/// A source's trouble reaching the server: since when, the last error, the next try.
+struct Outage {
+    since: std::time::Instant,
+    error: String,
+    backoff: Duration,
+    retry_at: std::time::Instant,
 }
 
 impl std::fmt::Debug for JetStreamSource {
@@ -126,6 +152,7 @@ impl JetStreamSource {
                 end,
                 consumer: None,
                 ended: false,
+                empty_before_end: false,
             });
         }
         Ok(JetStreamSource {
@@ -135,6 +162,7 @@ impl JetStreamSource {
             policy: bad_records.clone(),
             stream,
             partitions,
+            outage: None,
             rt,
         })
     }
@@ -178,17 +206,51 @@ impl JetStreamSource {
         }
         let consumer = self.partitions[i].consumer.clone().expect("created above");
         let fetched = self.rt.block_on(async move {
-            let mut batch = consumer.fetch().max_messages(max).messages().await?;
-            let mut out = Vec::new();
-            while let Some(message) = batch.next().await {
-                let message = message?;
-                let info = message.info()?;
-                let published = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
-                out.push((info.stream_sequence, published, message.payload.to_vec()));
+            let fetch = async {
+                let mut batch = consumer.fetch().max_messages(max).messages().await?;
+                let mut out = Vec::new();
+                while let Some(message) = batch.next().await {
+                    let message = message?;
+                    let info = message.info()?;
+                    let published = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+                    out.push((info.stream_sequence, published, message.payload.to_vec()));
+                }
+                Ok::<_, async_nats::Error>(out)
+            };
+            match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {FETCH_TIMEOUT:?}").into()),
             }
-            Ok::<_, async_nats::Error>(out)
         });
         fetched.map_err(|e| nats_err(&format!("{what}: fetching messages"), e))
+    }
+
+    /// A failed fetch: the partition's consumer is made afresh at the next try, after a
+    /// growing wait, until the server has been unreachable for [`OUTAGE_BUDGET`]; then the
+    /// run fails with the last error. Nothing was read, so nothing is lost or repeated.
+    fn retry_later(&mut self, i: usize, error: ExecError) -> ExecResult<SourcePoll> {
+        self.partitions[i].consumer = None;
+        let now = std::time::Instant::now();
+        let outage = self.outage.get_or_insert(Outage {
+            since: now,
+            error: String::new(),
+            backoff: Duration::from_millis(100),
+            retry_at: now,
+        });
+        outage.error = error.to_string();
+        if now.duration_since(outage.since) >= OUTAGE_BUDGET {
+            return Err(nats_err(
+                &format!(
+                    "ReadFromJetStream `{}`: the NATS server at {} was unreachable for {:?}",
+                    self.node, self.spec.url, OUTAGE_BUDGET
+                ),
+                &outage.error,
+            ));
+        }
+        tracing::warn!("{}; retrying in {:?}", outage.error, outage.backoff);
+        outage.retry_at = now + outage.backoff;
+        outage.backoff = (outage.backoff * 2).min(Duration::from_secs(2));
+        Ok(SourcePoll::Pending)
     }
 }
 
@@ -232,17 +294,39 @@ impl Source for JetStreamSource {
             Some(end) => max_rows.max(1).min((end - part.seq) as usize),
             None => max_rows.max(1),
         };
-        let messages = self.fetch(i, max)?;
+        if self
+            .outage
+            .as_ref()
+            .is_some_and(|o| std::time::Instant::now() < o.retry_at)
+        {
+            return Ok(SourcePoll::Pending);
+        }
+        let messages = match self.fetch(i, max) {
+            Ok(messages) => {
+                self.outage = None;
+                messages
+            }
+            Err(e) => return self.retry_later(i, e),
+        };
         let end = self.partitions[i].end;
+        let part = &mut self.partitions[i];
         if messages.is_empty() {
             if end.is_some() {
-                // Bounded, and the messages up to the end are gone (removed by limits).
-                self.partitions[i].ended = true;
-                self.partitions[i].consumer = None;
-                return Ok(SourcePoll::Ended);
+                if part.empty_before_end {
+                    // A fresh consumer found nothing either: the messages up to the end are
+                    // gone (removed by the stream's limits).
+                    part.ended = true;
+                    part.consumer = None;
+                    return Ok(SourcePoll::Ended);
+                }
+                // The consumer may be the one lost (a server restart forgets it): try again
+                // with a new one before taking the messages for gone.
+                part.empty_before_end = true;
+                part.consumer = None;
             }
             return Ok(SourcePoll::Pending);
         }
+        part.empty_before_end = false;
         let source_name = format!("{} stream {}", self.spec.url, self.spec.stream);
         let (schema, policy) = (self.schema.clone(), self.policy.clone());
         let mut collector = RecordCollector::new(&schema, &policy);
@@ -334,12 +418,15 @@ impl std::fmt::Debug for JetStreamSink {
 }
 
 impl JetStreamSink {
-    /// A sink for node `node` publishing rows of `schema` to `subject` at `url`.
+    /// A sink for node `node` publishing rows of `schema` to `subject` at `url`; creates
+    /// the stream `create_stream` first when the server has no stream of that name.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: &str,
         url: &str,
         subject: &str,
         job: Option<&str>,
+        create_stream: Option<&StreamSetup>,
         metadata: SinkMetadata,
         schema: &Schema,
         windowed: bool,
@@ -348,6 +435,21 @@ impl JetStreamSink {
         let format = RowFormat::new(node, FileFormat::JsonLines, metadata, schema, windowed)?;
         let rt = BlockingRuntime::new(&what)?;
         let js = connect(&rt, url, &what)?;
+        if let Some(setup) = create_stream {
+            let (context, name) = (js.clone(), setup.name.clone());
+            let config = jetstream::stream::Config {
+                name: setup.name.clone(),
+                subjects: setup.subjects.clone(),
+                ..Default::default()
+            };
+            rt.block_on(async move {
+                match context.get_stream(&name).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => context.create_stream(config).await.map(|_| ()),
+                }
+            })
+            .map_err(|e| nats_err(&format!("{what}: creating stream `{}`", setup.name), e))?;
+        }
         Ok(JetStreamSink {
             what,
             subject: subject.to_string(),

@@ -214,11 +214,17 @@ pub fn build_sink(
         SinkSpec::Postgres(spec) => {
             Box::new(PostgresSink::new(node, spec, metadata, schema, windowed)?)
         }
-        SinkSpec::JetStream { url, subject, job } => Box::new(JetStreamSink::new(
+        SinkSpec::JetStream {
+            url,
+            subject,
+            job,
+            create_stream,
+        } => Box::new(JetStreamSink::new(
             node,
             url,
             subject,
             job.as_deref(),
+            create_stream.as_ref(),
             metadata,
             schema,
             windowed,
