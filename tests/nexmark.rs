@@ -474,3 +474,39 @@ fn text_of(v: &Value, field: &str) -> String {
         .unwrap_or_else(|| panic!("`{field}` is not text in {v}"))
         .to_string()
 }
+
+/// `weir bench basic --all --events 10K`: the filter + projection keeps 9 rows in 10 and the
+/// windowed count writes one row per key and second (1000 keys, 10 s of event time), on
+/// every runner.
+#[test]
+fn bench_basic_workloads_write_the_expected_rows_on_every_runner() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "bench", "basic", "--all", "--events", "10K", "--format", "json",
+        ])
+        .output()
+        .expect("weir runs");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(runs.len(), 2 * weir::runners().len(), "{runs:#?}");
+    for run in &runs {
+        let (query, runner) = (text_of(run, "query"), text_of(run, "runner"));
+        assert_eq!(run["status"], "ok", "{query} on {runner}: {run}");
+        let expected = match query.as_str() {
+            "filter-project" => 9_000,
+            "windowed-count" => 10_000,
+            other => panic!("unexpected workload {other}"),
+        };
+        assert_eq!(run["output_rows"], expected, "{query} on {runner}");
+        assert!(run["events_per_sec_per_core"].as_f64().unwrap_or(0.0) > 0.0);
+    }
+}

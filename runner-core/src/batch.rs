@@ -17,6 +17,7 @@
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, Int8Array, RecordBatch, RecordBatchOptions,
 };
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema};
 use std::sync::Arc;
 use weir_model::time::{Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
@@ -129,13 +130,52 @@ pub fn meta_arrays(metas: &[ElementMeta]) -> Vec<ArrayRef> {
         Arc::new(Int64Array::from_iter_values(
             metas.iter().map(|m| m.pane.index as i64),
         )),
-        Arc::new(BooleanArray::from(
-            metas.iter().map(|m| m.pane.is_first).collect::<Vec<_>>(),
+        Arc::new(BooleanArray::new(
+            BooleanBuffer::collect_bool(metas.len(), |i| metas[i].pane.is_first),
+            None,
         )),
-        Arc::new(BooleanArray::from(
-            metas.iter().map(|m| m.pane.is_last).collect::<Vec<_>>(),
+        Arc::new(BooleanArray::new(
+            BooleanBuffer::collect_bool(metas.len(), |i| metas[i].pane.is_last),
+            None,
         )),
     ]
+}
+
+/// Metadata columns of `rows` elements that all have [`ElementMeta::default`] (no
+/// timestamp yet, global window, no pane): constant arrays, without a per-row `ElementMeta`
+/// (sources build these for every row they read).
+pub fn default_meta_arrays(rows: usize) -> Vec<ArrayRef> {
+    let m = ElementMeta::default();
+    vec![
+        Arc::new(Int64Array::from_value(m.ts, rows)),
+        Arc::new(Int64Array::from_value(m.window.start, rows)),
+        Arc::new(Int64Array::from_value(m.window.end, rows)),
+        Arc::new(Int8Array::from_value(timing_code(m.pane.timing), rows)),
+        Arc::new(Int64Array::from_value(m.pane.index as i64, rows)),
+        Arc::new(BooleanArray::new(
+            BooleanBuffer::collect_bool(rows, |_| m.pane.is_first),
+            None,
+        )),
+        Arc::new(BooleanArray::new(
+            BooleanBuffer::collect_bool(rows, |_| m.pane.is_last),
+            None,
+        )),
+    ]
+}
+
+/// [`with_meta`] for `rows` elements that all have [`ElementMeta::default`].
+pub fn with_default_meta(
+    schema: &Schema,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> arrow::error::Result<RecordBatch> {
+    let mut cols = columns;
+    cols.extend(default_meta_arrays(rows));
+    RecordBatch::try_new_with_options(
+        batch_schema(schema),
+        cols,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
 }
 
 /// Joins user columns (matching `schema`) with metadata for each row into a batch.

@@ -198,17 +198,21 @@ pub fn run_one(spec: &RunSpec, runner: &dyn Runner) -> anyhow::Result<RunResult>
     let passed_before = NexmarkSource::events_passed_in_process();
     let bar = progress_bar(spec, name);
     let started = Instant::now();
-    let outcome = std::thread::scope(|scope| {
-        let run = scope.spawn(|| runner.run(&plan, &options).map_err(|e| e.to_string()));
+    let (outcome, elapsed) = std::thread::scope(|scope| {
+        // The run is timed on its own thread: the progress loop below wakes only every
+        // 100 ms and must not round the duration up.
+        let run = scope.spawn(|| {
+            let outcome = runner.run(&plan, &options).map_err(|e| e.to_string());
+            (outcome, started.elapsed())
+        });
         while !run.is_finished() {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
             let passed = NexmarkSource::events_passed_in_process() - passed_before;
             bar.set_position((passed / sources as u64).min(spec.events));
         }
         run.join()
-            .unwrap_or_else(|_| Err("the runner panicked".to_string()))
+            .unwrap_or_else(|_| (Err("the runner panicked".to_string()), started.elapsed()))
     });
-    let elapsed = started.elapsed();
     bar.finish_and_clear();
     result.peak_rss_bytes = peak_rss_bytes();
     result.elapsed = elapsed;

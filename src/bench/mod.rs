@@ -34,6 +34,9 @@ const EXIT_FAILED: u8 = 1;
 pub enum Workload {
     /// The Nexmark benchmark: queries over a generated auction stream.
     Nexmark(NexmarkArgs),
+    /// Basic workloads over generated rows (`--query filter-project,windowed-count`): a
+    /// stateless filter + projection and a keyed 1 s tumbling-window count.
+    Basic(NexmarkArgs),
 }
 
 /// `weir bench nexmark` arguments.
@@ -107,7 +110,16 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// failed).
 pub fn run(workload: Workload) -> Result<(), (u8, anyhow::Error)> {
     match workload {
-        Workload::Nexmark(args) => nexmark(args),
+        Workload::Nexmark(args) => nexmark(args, queries::QUERIES),
+        Workload::Basic(args) => {
+            if args.comparison || args.rate.is_some() {
+                return Err((
+                    EXIT_INVALID,
+                    anyhow!("`weir bench basic` measures throughput only: --comparison and --rate are for Nexmark"),
+                ));
+            }
+            nexmark(args, queries::BASIC)
+        }
     }
 }
 
@@ -153,7 +165,8 @@ fn compare(args: &NexmarkArgs, events: u64, rate: Option<f64>) -> Result<(), (u8
     Ok(())
 }
 
-fn nexmark(args: NexmarkArgs) -> Result<(), (u8, anyhow::Error)> {
+/// Runs `args`' queries, `--all` meaning every query of `workload`.
+fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyhow::Error)> {
     let invalid = |e: anyhow::Error| (EXIT_INVALID, e);
     let events = queries::parse_count(&args.events).map_err(invalid)?;
     let rate = match &args.rate {
@@ -169,10 +182,7 @@ fn nexmark(args: NexmarkArgs) -> Result<(), (u8, anyhow::Error)> {
     let queries: Vec<String> = if !args.queries.is_empty() {
         args.queries.clone()
     } else if args.all {
-        queries::QUERIES
-            .iter()
-            .map(|(q, _)| q.to_string())
-            .collect()
+        workload.iter().map(|(q, _)| q.to_string()).collect()
     } else {
         return Err(invalid(anyhow!("give --query (e.g. --query q5) or --all")));
     };

@@ -29,6 +29,19 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("q22", include_str!("../../benches/nexmark/q22.yaml")),
 ];
 
+/// The basic workloads (`weir bench basic`, the pipeline files of `benches/basic/`): a
+/// stateless filter + projection and a keyed tumbling-window count over generated rows.
+pub const BASIC: &[(&str, &str)] = &[
+    (
+        "filter-project",
+        include_str!("../../benches/basic/filter-project.yaml"),
+    ),
+    (
+        "windowed-count",
+        include_str!("../../benches/basic/windowed-count.yaml"),
+    ),
+];
+
 /// Flink 1.13's published throughput per core on the nexmark/nexmark suite (8-way, RocksDB,
 /// exactly-once checkpoints), events per second.
 pub const FLINK_PER_CORE: &[(&str, f64)] = &[
@@ -60,18 +73,25 @@ pub fn flink_per_core(query: &str) -> Option<f64> {
         .map(|(_, v)| *v)
 }
 
-/// The pipeline of `query`, or an error listing the queries.
+/// The pipeline of `query` (a Nexmark query or a basic workload), or an error listing them.
 pub fn load(query: &str) -> anyhow::Result<Pipeline> {
-    let Some((name, text)) = QUERIES.iter().find(|(q, _)| *q == query) else {
+    let found = QUERIES
+        .iter()
+        .map(|(q, text)| (q, text, "nexmark"))
+        .chain(BASIC.iter().map(|(q, text)| (q, text, "basic")))
+        .find(|(q, _, _)| **q == query);
+    let Some((name, text, dir)) = found else {
         let known: Vec<&str> = QUERIES.iter().map(|(q, _)| *q).collect();
+        let basic: Vec<&str> = BASIC.iter().map(|(q, _)| *q).collect();
         bail!(
-            "unknown Nexmark query `{query}` (queries: {})",
-            known.join(", ")
+            "unknown query `{query}` (queries: {}; basic workloads: {})",
+            known.join(", "),
+            basic.join(", ")
         );
     };
     Ok(weir::model::file::parse_str(
         text,
-        &format!("benches/nexmark/{name}.yaml"),
+        &format!("benches/{dir}/{name}.yaml"),
     )?)
 }
 
@@ -88,8 +108,9 @@ pub struct SourceSizing {
     pub base_time: Option<i64>,
 }
 
-/// Rewrites `pipeline` for a run: every Nexmark source sized by `sizing`, every sink a meter
-/// named `meter` (the meter sums all of them). Returns the number of Nexmark sources.
+/// Rewrites `pipeline` for a run: every Nexmark or sequence source sized by `sizing` (a
+/// sequence is `events` rows), every sink a meter named `meter` (the meter sums all of them).
+/// Returns the number of sources sized.
 pub fn prepare(
     pipeline: &mut Pipeline,
     sizing: SourceSizing,
@@ -117,6 +138,21 @@ pub fn prepare(
                 }
                 sources += 1;
             }
+            Transform::Read {
+                source:
+                    SourceSpec::Sequence {
+                        count,
+                        partitions,
+                        rate,
+                        ..
+                    },
+                ..
+            } => {
+                *count = Some(sizing.events);
+                *partitions = sizing.partitions;
+                *rate = sizing.rate;
+                sources += 1;
+            }
             Transform::Write { sink, .. } => {
                 *sink = SinkSpec::Meter {
                     name: meter.to_string(),
@@ -126,7 +162,7 @@ pub fn prepare(
         }
     }
     if sources == 0 {
-        bail!("the query reads no Nexmark source");
+        bail!("the query reads no Nexmark or sequence source");
     }
     Ok(sources)
 }
@@ -183,5 +219,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("queries: q0, q1"));
+        for (name, _) in BASIC {
+            let mut p = load(name).unwrap();
+            let sizing = SourceSizing {
+                events: 100,
+                partitions: 2,
+                rate: None,
+                base_time: None,
+            };
+            assert_eq!(prepare(&mut p, sizing, "m").unwrap(), 1, "{name}");
+            weir::model::plan(&p).unwrap();
+        }
     }
 }

@@ -24,7 +24,7 @@
 
 use super::pacing::RatePacer;
 use super::{Source, SourcePoll};
-use crate::batch::{self, ElementMeta};
+use crate::batch;
 use crate::error::{ExecError, ExecResult};
 use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
 use rand::rngs::SmallRng;
@@ -708,11 +708,7 @@ impl Source for NexmarkSource {
                 SourcePoll::Pending
             });
         }
-        let data = batch::with_meta(
-            &self.schema,
-            builder.finish(),
-            &vec![ElementMeta::default(); rows],
-        )?;
+        let data = batch::with_default_meta(&self.schema, builder.finish(), rows)?;
         Ok(SourcePoll::Batch {
             data,
             dead_letters: None,

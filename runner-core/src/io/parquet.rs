@@ -3,7 +3,7 @@
 
 use super::manifest::{self, Manifest, ManifestEntry, ManifestFile};
 use super::{Sink, Source, SourcePoll};
-use crate::batch::{self, ElementMeta};
+use crate::batch;
 use crate::error::{ExecError, ExecResult};
 use arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray,
@@ -416,8 +416,11 @@ impl ParquetSource {
             }
             columns.push(column);
         }
-        let metas = vec![ElementMeta::default(); raw.num_rows()];
-        Ok(batch::with_meta(&self.schema, columns, &metas)?)
+        Ok(batch::with_default_meta(
+            &self.schema,
+            columns,
+            raw.num_rows(),
+        )?)
     }
 }
 
@@ -523,6 +526,7 @@ impl Source for ParquetSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::ElementMeta;
     use crate::convert::{batch_to_rows, rows_to_batch};
     use serde_json::json;
     use weir_model::window::{PaneInfo, PaneTiming, Window};

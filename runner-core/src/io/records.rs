@@ -102,8 +102,7 @@ impl<'a> RecordCollector<'a> {
                     "a row accepted by the schema check was refused (row {index}): {message}"
                 ))
             })?;
-        let metas = vec![ElementMeta::default(); self.rows.len()];
-        let data = batch::with_meta(self.schema, arrays, &metas)?;
+        let data = batch::with_default_meta(self.schema, arrays, self.rows.len())?;
         let dead = if self.dead.is_empty() {
             None
         } else {

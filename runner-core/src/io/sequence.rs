@@ -2,7 +2,7 @@
 
 use super::pacing::RatePacer;
 use super::{Source, SourcePoll};
-use crate::batch::{self, ElementMeta};
+use crate::batch;
 use crate::error::{ExecError, ExecResult};
 use arrow::array::{new_null_array, ArrayRef, Int64Array};
 use std::sync::Arc;
@@ -131,11 +131,7 @@ impl Source for SequenceSource {
                 .skip(1)
                 .map(|f| new_null_array(&f.data_type.to_arrow(), n as usize)),
         );
-        let data = batch::with_meta(
-            &self.schema,
-            columns,
-            &vec![ElementMeta::default(); n as usize],
-        )?;
+        let data = batch::with_default_meta(&self.schema, columns, n as usize)?;
         self.emitted[p] += n;
         Ok(SourcePoll::Batch {
             data,
