@@ -397,15 +397,11 @@ fn q22_splits_the_url_into_directories() {
     }
 }
 
-/// The CI-sized bench smoke: `weir bench nexmark --all --events 10K --format json` runs every
-/// query on every runner of this build, exits 0, reports a positive throughput for each run,
-/// and every runner writes as many rows per query as the direct runner (q12's processing-time
-/// panes aside: their count depends on timing).
-#[test]
-fn bench_all_at_10k_events_runs_every_query_on_every_runner() {
+/// `weir bench <workload> --all --events 10K --format json`: one JSON object per run.
+fn bench_json(workload: &str) -> Vec<Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
-            "bench", "nexmark", "--all", "--events", "10K", "--format", "json",
+            "bench", workload, "--all", "--events", "10K", "--format", "json",
         ])
         .output()
         .expect("weir runs");
@@ -415,11 +411,20 @@ fn bench_all_at_10k_events_runs_every_query_on_every_runner() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let runs: Vec<Value> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+        .collect()
+}
+
+/// The CI-sized bench smoke: `weir bench nexmark --all --events 10K --format json` runs every
+/// query on every runner of this build, exits 0, reports a positive throughput for each run,
+/// and every runner writes as many rows per query as the direct runner (q12's processing-time
+/// panes aside: their count depends on timing).
+#[test]
+fn bench_all_at_10k_events_runs_every_query_on_every_runner() {
+    let runs = bench_json("nexmark");
     let queries: BTreeSet<String> = std::fs::read_dir(query_file("q0").parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -480,23 +485,7 @@ fn text_of(v: &Value, field: &str) -> String {
 /// every runner.
 #[test]
 fn bench_basic_workloads_write_the_expected_rows_on_every_runner() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "bench", "basic", "--all", "--events", "10K", "--format", "json",
-        ])
-        .output()
-        .expect("weir runs");
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let runs: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let runs = bench_json("basic");
     assert_eq!(runs.len(), 2 * weir::runners().len(), "{runs:#?}");
     for run in &runs {
         let (query, runner) = (text_of(run, "query"), text_of(run, "runner"));

@@ -169,11 +169,20 @@ pub fn with_default_meta(
     columns: Vec<ArrayRef>,
     rows: usize,
 ) -> arrow::error::Result<RecordBatch> {
-    let mut cols = columns;
-    cols.extend(default_meta_arrays(rows));
+    joined(schema, columns, default_meta_arrays(rows), rows)
+}
+
+/// User columns and metadata columns of `rows` rows as one batch.
+fn joined(
+    schema: &Schema,
+    mut columns: Vec<ArrayRef>,
+    meta: Vec<ArrayRef>,
+    rows: usize,
+) -> arrow::error::Result<RecordBatch> {
+    columns.extend(meta);
     RecordBatch::try_new_with_options(
         batch_schema(schema),
-        cols,
+        columns,
         &RecordBatchOptions::new().with_row_count(Some(rows)),
     )
 }
@@ -184,13 +193,7 @@ pub fn with_meta(
     columns: Vec<ArrayRef>,
     metas: &[ElementMeta],
 ) -> arrow::error::Result<RecordBatch> {
-    let mut cols = columns;
-    cols.extend(meta_arrays(metas));
-    RecordBatch::try_new_with_options(
-        batch_schema(schema),
-        cols,
-        &RecordBatchOptions::new().with_row_count(Some(metas.len())),
-    )
+    joined(schema, columns, meta_arrays(metas), metas.len())
 }
 
 /// Number of user columns in a batch (all but the trailing metadata).

@@ -201,17 +201,18 @@ mod tests {
         assert!(parse_count("1.5").is_err());
     }
 
+    const SMALL: SourceSizing = SourceSizing {
+        events: 100,
+        partitions: 2,
+        rate: None,
+        base_time: None,
+    };
+
     #[test]
     fn every_query_file_loads_and_reads_nexmark() {
         for (name, _) in QUERIES {
             let mut p = load(name).unwrap();
-            let sizing = SourceSizing {
-                events: 100,
-                partitions: 2,
-                rate: None,
-                base_time: None,
-            };
-            assert!(prepare(&mut p, sizing, "m").unwrap() >= 1, "{name}");
+            assert!(prepare(&mut p, SMALL, "m").unwrap() >= 1, "{name}");
             weir::model::plan(&p).unwrap();
             assert!(flink_per_core(name).is_some(), "{name}");
         }
@@ -221,13 +222,7 @@ mod tests {
             .contains("queries: q0, q1"));
         for (name, _) in BASIC {
             let mut p = load(name).unwrap();
-            let sizing = SourceSizing {
-                events: 100,
-                partitions: 2,
-                rate: None,
-                base_time: None,
-            };
-            assert_eq!(prepare(&mut p, sizing, "m").unwrap(), 1, "{name}");
+            assert_eq!(prepare(&mut p, SMALL, "m").unwrap(), 1, "{name}");
             weir::model::plan(&p).unwrap();
         }
     }
