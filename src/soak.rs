@@ -387,6 +387,11 @@ fn soak(
         out.extend(complete_lines(&bytes));
         if killed {
             kills += 1;
+            // Killed after its final commit: the job is done, a restore would refuse.
+            if run.finished_before_kill() {
+                finished = true;
+                break;
+            }
         } else {
             finished = true;
             break;
@@ -461,7 +466,15 @@ impl Run {
                 sink: SinkSpec::Postgres(spec),
                 ..
             } => {
-                spec.table = format!("{}_{tag}", spec.table);
+                let renamed = format!("{}_{tag}", spec.table);
+                // PostgreSQL cuts identifiers at 63 bytes: the two runs' tables would be one.
+                if renamed.rsplit('.').next().unwrap_or(&renamed).len() > 63 {
+                    bail!(
+                        "table `{}` is too long for the soak's copies (`{renamed}` exceeds PostgreSQL's 63 bytes); give the sink a shorter table",
+                        spec.table
+                    );
+                }
+                spec.table = renamed;
                 spec.job = Some(format!("weir-{tag}"));
                 let t = SinkTable::new(&node, spec);
                 t.reset()
@@ -517,6 +530,32 @@ impl Run {
             .stderr(Stdio::from(log));
         cmd.spawn()
             .with_context(|| format!("starting `{} run`", exe.display()))
+    }
+
+    /// Whether a continuous run committed its final rows (a sink's commit marker past every
+    /// completed checkpoint) before it was killed.
+    fn finished_before_kill(&self) -> bool {
+        let highest = |entries: Vec<u64>| entries.into_iter().max().unwrap_or(0);
+        let read = |dir: &Path| -> Vec<std::fs::DirEntry> {
+            std::fs::read_dir(dir)
+                .map(|d| d.filter_map(Result::ok).collect())
+                .unwrap_or_default()
+        };
+        let committed = highest(
+            read(&self.checkpoints.join("committed"))
+                .iter()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .filter_map(|t| t.trim().parse().ok())
+                .collect(),
+        );
+        let completed = highest(
+            read(&self.checkpoints)
+                .iter()
+                .filter(|e| e.path().join("_metadata").exists())
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+                .collect(),
+        );
+        committed > completed
     }
 
     /// Whether a continuous run completed a checkpoint to restore (`chk-N/_metadata`).

@@ -181,8 +181,12 @@ fn outage(service: Service, runner: &str, name: &str) -> Option<String> {
     table.reset().unwrap();
     let checkpoints = dir.path().join("checkpoints");
 
-    let child = spawn_run(&pipeline, runner, &checkpoints);
+    let mut child = spawn_run(&pipeline, runner, &checkpoints);
     std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run (4 s of input) is still going when {service:?} stops"
+    );
     service.stop();
     std::thread::sleep(Duration::from_secs(2));
     back.now();

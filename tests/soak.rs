@@ -136,6 +136,7 @@ fn microbatch_replays_a_rate_paced_batch_exactly() {
         ],
     );
     let r = report.unwrap_or_else(|| panic!("no report; stderr: {stderr}"));
+    assert!(r["kills"].as_u64().unwrap() >= 1, "a kill landed: {r:#}");
     assert_eq!(r["rows_committed"], 3000, "{r:#}");
     assert_eq!(
         (&r["lost"], &r["duplicated"]),
@@ -216,4 +217,98 @@ fn only_streaming_runners_are_soaked() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`microbatch` or `continuous`"), "{stderr}");
+}
+
+#[test]
+fn a_paced_source_is_refused_with_an_available_now_trigger() {
+    // The trigger reads what is available at the start; a paced source holds its input back,
+    // so the query would end with most of it unread.
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(
+        dir.path(),
+        "{type: GenerateSequence, config: {count: 3000, rate: 2000}}",
+        "{type: LogForTesting}",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "run",
+            "pipeline.yaml",
+            "--runner",
+            "microbatch",
+            "--trigger",
+            "available-now",
+        ])
+        .current_dir(dir.path())
+        .env_remove("WEIR_RUNNER")
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("rate") && stderr.contains("GenerateSequence"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
+}
+
+/// Rows the Parquet manifest of `out` lists.
+fn manifest_rows(out: &Path) -> u64 {
+    std::fs::read_dir(out.join("_weir_metadata"))
+        .unwrap()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap())
+                .unwrap();
+            v["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["rows"].as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+#[test]
+fn a_continuous_rerun_of_a_finished_job_writes_everything_again_and_a_restore_is_refused() {
+    // Ids continue after everything the first run committed, its final epoch included: the
+    // second run's epochs are new to the sink, so it writes all its rows (before, its final
+    // epoch reused the first run's and was skipped as already committed).
+    let dir = tempfile::tempdir().unwrap();
+    write_pipeline(
+        dir.path(),
+        "{type: GenerateSequence, config: {count: 600, rate: 1000}}",
+        "{type: WriteToParquet, config: {path: out}}",
+    );
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "run",
+                "pipeline.yaml",
+                "--runner",
+                "continuous",
+                "--checkpoint-dir",
+                "checkpoints",
+                "--checkpoint-interval",
+                "100ms",
+            ])
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("WEIR_RUNNER")
+            .output()
+            .expect("weir runs")
+    };
+    for (attempt, expected) in [(1, 600), (2, 1200)] {
+        let out = run(&[]);
+        assert!(
+            out.status.success(),
+            "run {attempt}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(manifest_rows(&dir.path().join("out")), expected, "after run {attempt}");
+    }
+    let out = run(&["--set", "restore=latest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("finished"), "{stderr}");
+    assert_eq!(manifest_rows(&dir.path().join("out")), 1200, "nothing written");
 }

@@ -51,9 +51,10 @@ struct CheckpointSetup {
     handle: CoordinatorHandle,
     restored: Option<Restored>,
     /// The id of this run's first checkpoint: after every checkpoint directory already
-    /// there, complete or not (Flink's checkpoint id counter never reuses an id, so a sink
-    /// never mistakes a new transaction for one an earlier run committed under that id,
-    /// and no state file of an abandoned checkpoint is mixed into a new one).
+    /// there, complete or not, and every epoch a sink committed (an earlier run's final
+    /// rows): Flink's checkpoint id counter never reuses an id, so a sink never mistakes a
+    /// new transaction for one an earlier run committed under that id, and no state file of
+    /// an abandoned checkpoint is mixed into a new one.
     first_id: u64,
 }
 
@@ -105,6 +106,13 @@ pub fn execute(
                                 )
                             })?,
                         };
+                        let final_epoch = storage.highest_committed_epoch()?;
+                        if which.is_none() && final_epoch > id {
+                            anyhow::bail!(
+                                "the job of `{}` finished: its sinks committed their final rows (epoch {final_epoch}) after checkpoint {id}, so restoring would write them again; run without `restore` to run the pipeline afresh",
+                                config.dir.display()
+                            );
+                        }
                         Some(Restored::load(&storage, id, &graph, plan)?)
                     }
                 };
@@ -128,7 +136,11 @@ pub fn execute(
                     config.retain,
                     restored_from.unwrap_or(0),
                 );
-                let first_id = storage.highest_id()?.max(restored_from.unwrap_or(0)) + 1;
+                let first_id = storage
+                    .highest_id()?
+                    .max(storage.highest_committed_epoch()?)
+                    .max(restored_from.unwrap_or(0))
+                    + 1;
                 let setup = CheckpointSetup {
                     config: Arc::new(config.clone()),
                     storage,

@@ -531,8 +531,14 @@ impl Job {
         sub.chain
             .advance(NodeStatus::at(MAX_TIMESTAMP), true, now)?;
         let committed = sub.committed.clone();
-        sub.chain
+        let finals = sub
+            .chain
             .close(now, &|n| committed.get(n).copied().unwrap_or(0))?;
+        if let Some(st) = &self.storage {
+            for (sink, epoch) in finals {
+                st.record_commit(&format!("{sink}-s{}", sub.index), epoch)?;
+            }
+        }
         sub.finished = true;
         self.send(i)?;
         self.broadcast(i, |channel| Message::End { channel });

@@ -148,6 +148,20 @@ impl MicroBatchRunner {
             other => MicroBatchError::Options(other.to_string()),
         })?;
         let mut config = options::query_config(options)?;
+        if matches!(
+            config.trigger,
+            trigger::QueryTrigger::AvailableNow | trigger::QueryTrigger::Once
+        ) {
+            if let Some(node) = paced_source(plan) {
+                return Err(MicroBatchError::Unsupported {
+                    feature: "rate".into(),
+                    reason: format!(
+                        "source `{node}` is paced (`rate`), and the {} trigger processes what is available when the query starts: a paced source holds most of its input back, so the query would end with it unread; use a processing-time trigger",
+                        options.trigger.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+        }
         let temp = match &config.checkpoint_dir {
             Some(_) => None,
             None => {
@@ -224,4 +238,26 @@ impl Runner for MicroBatchRunner {
     fn run(&self, plan: &Plan, options: &PipelineOptions) -> Result<RunReport, RunError> {
         Ok(self.execute(plan, options)?.report)
     }
+}
+
+/// The first source of `plan` paced by a `rate`, if any.
+fn paced_source(plan: &Plan) -> Option<&str> {
+    use weir_model::io::SourceSpec;
+    use weir_model::transform::Transform;
+    plan.pipeline
+        .transforms
+        .iter()
+        .find_map(|t| match &t.transform {
+            Transform::Read { source, .. } => {
+                let paced = match source {
+                    SourceSpec::Sequence { rate, .. }
+                    | SourceSpec::Files { rate, .. }
+                    | SourceSpec::Nexmark { rate, .. } => rate.is_some(),
+                    SourceSpec::JetStream(spec) => spec.rate.is_some(),
+                    _ => false,
+                };
+                paced.then_some(t.name.as_str())
+            }
+            _ => None,
+        })
 }

@@ -243,20 +243,23 @@ impl TwoPhaseCommitSink {
     /// End of input: the pending transactions (after epoch `already`) are committed, then the
     /// open one as a final epoch (Flink commits the final transaction at the end of a bounded
     /// input).
-    pub fn close(&mut self, already: u64, ctx: &mut OperatorContext) -> ExecResult<()> {
+    /// Returns the final epoch.
+    pub fn close(&mut self, already: u64, ctx: &mut OperatorContext) -> ExecResult<u64> {
         if self.native {
             self.recover_once()?;
         }
         // Each pending transaction is committed under its own epoch, as a completed
         // checkpoint would, so a sink that committed it before a crash recognises the replay;
-        // the rows after the last barrier take the epoch after every checkpoint id, never one
-        // a sink may already hold (`weir soak` found one final epoch for everything
-        // re-writing committed rows).
+        // the rows after the last barrier take the epoch after every checkpoint id of this run
+        // (`weir soak` found one final epoch for everything re-writing committed rows). The
+        // caller records it as committed, so a later run of the directory starts its ids
+        // after it and a restore refuses to replay the finished job.
         let last = self.last_epoch.max(already);
         self.commit(u64::MAX, already, ctx)?;
         for b in std::mem::take(&mut self.open) {
             self.op.process_batch(0, b, ctx)?;
         }
-        self.op.commit(last + 1, ctx.processing_time)
+        self.op.commit(last + 1, ctx.processing_time)?;
+        Ok(last + 1)
     }
 }

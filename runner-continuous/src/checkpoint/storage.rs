@@ -128,6 +128,23 @@ impl CheckpointStorage {
         Ok(ids)
     }
 
+    /// The highest epoch any sink subtask recorded as committed (0: none); a run that ended
+    /// its input commits its final rows under an epoch after its last checkpoint.
+    pub fn highest_committed_epoch(&self) -> anyhow::Result<u64> {
+        let dir = self.dir.join("committed");
+        let mut highest = 0;
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing `{}`", dir.display()))?
+        {
+            let entry = entry.with_context(|| format!("listing `{}`", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".tmp") {
+                highest = highest.max(self.committed_epoch(&name));
+            }
+        }
+        Ok(highest)
+    }
+
     /// The highest id of any checkpoint directory, complete or abandoned (0: none).
     pub fn highest_id(&self) -> anyhow::Result<u64> {
         let mut highest = 0;

@@ -413,19 +413,28 @@ impl Chain {
 
     /// End of input: every input is at `MAX` and handled; closes the operators in order.
     /// `committed(sink)` is the last epoch a two-phase sink committed before a restore.
-    pub fn close(&mut self, now: Timestamp, committed: &dyn Fn(&str) -> u64) -> ExecResult<()> {
+    /// Returns `(sink, final epoch)` for every two-phase sink.
+    pub fn close(
+        &mut self,
+        now: Timestamp,
+        committed: &dyn Fn(&str) -> u64,
+    ) -> ExecResult<Vec<(String, u64)>> {
+        let mut finals = Vec::new();
         for i in 0..self.nodes.len() {
             let mut ctx = self.context(i, now);
             let already = committed(&self.nodes[i].name);
             match &mut self.nodes[i].kind {
                 Kind::Operator(op) | Kind::Assign { op, .. } => op.on_close(&mut ctx)?,
-                Kind::Sink(sink) => sink.close(already, &mut ctx)?,
+                Kind::Sink(sink) => {
+                    let epoch = sink.close(already, &mut ctx)?;
+                    finals.push((self.nodes[i].name.clone(), epoch));
+                }
                 Kind::Source => {}
             }
             self.absorb(i, &mut ctx, 0);
             self.drain(now)?;
         }
-        Ok(())
+        Ok(finals)
     }
 
     /// The chain's part of checkpoint `id`: operator state, and the sinks' pre-commit.

@@ -238,8 +238,17 @@ impl Subtask {
             .as_ref()
             .map(|c| c.committed.clone())
             .unwrap_or_default();
-        self.chain
+        let finals = self
+            .chain
             .close(now, &|n| committed.get(n).copied().unwrap_or(0))?;
+        if let Some(cp) = &self.checkpointing {
+            // The final epoch is committed like a checkpoint's: a later run of this directory
+            // must neither take its id for a checkpoint nor skip past it.
+            for (sink, epoch) in finals {
+                cp.storage
+                    .record_commit(&format!("{sink}-s{}", self.index), epoch)?;
+            }
+        }
         self.send_outgoing().await?;
         self.gate.finish().await?;
         if let Some(cp) = &self.checkpointing {

@@ -311,16 +311,45 @@ impl Source for JetStreamSource {
         let end = self.partitions[i].end;
         let part = &mut self.partitions[i];
         if messages.is_empty() {
-            if end.is_some() {
+            if let Some(end) = end {
                 if part.empty_before_end {
-                    // A fresh consumer found nothing either: the messages up to the end are
-                    // gone (removed by the stream's limits).
-                    part.ended = true;
+                    // A fresh consumer found nothing either. Only the server can tell
+                    // whether the messages up to the end are gone (removed by the stream's
+                    // limits: its first sequence is past them) or not readable yet (a
+                    // server still recovering): the latter is an outage.
+                    let stream = self.stream.clone();
+                    let first = self
+                        .rt
+                        .block_on(async move {
+                            let mut stream = stream;
+                            stream.info().await.map(|i| i.state.first_sequence)
+                        })
+                        .map_err(|e| nats_err("reading the stream's state", e));
+                    let part = &mut self.partitions[i];
                     part.consumer = None;
-                    return Ok(SourcePoll::Ended);
+                    return match first {
+                        Ok(first) if first > end => {
+                            part.ended = true;
+                            Ok(SourcePoll::Ended)
+                        }
+                        Ok(first) => self.retry_later(
+                            i,
+                            nats_err(
+                                &format!(
+                                    "ReadFromJetStream `{}`: stream `{}`",
+                                    self.node, self.spec.stream
+                                ),
+                                format!(
+                                    "no message after sequence {} although the stream holds {first}..={end}",
+                                    self.partitions[i].seq
+                                ),
+                            ),
+                        ),
+                        Err(e) => self.retry_later(i, e),
+                    };
                 }
                 // The consumer may be the one lost (a server restart forgets it): try again
-                // with a new one before taking the messages for gone.
+                // with a new one before asking the server.
                 part.empty_before_end = true;
                 part.consumer = None;
             }
@@ -331,7 +360,9 @@ impl Source for JetStreamSource {
         let (schema, policy) = (self.schema.clone(), self.policy.clone());
         let mut collector = RecordCollector::new(&schema, &policy);
         for (seq, published, payload) in messages {
-            if end.is_some_and(|e| seq > e) {
+            if let Some(e) = end.filter(|e| seq > *e) {
+                // Past the end (the messages before it were removed): the partition is done.
+                self.partitions[i].seq = e;
                 break;
             }
             self.partitions[i].seq = seq;
@@ -384,6 +415,7 @@ impl Source for JetStreamSource {
         part.seq = seq;
         part.consumer = None;
         part.ended = false;
+        part.empty_before_end = false;
         Ok(())
     }
 }

@@ -100,6 +100,7 @@ pub(crate) fn paced(
         inner: source,
         pacers: vec![RatePacer::new(Some(rate / parts as f64)); parts],
         emitted: vec![0; parts],
+        waiting: vec![false; parts],
     }))
 }
 
@@ -113,6 +114,9 @@ struct PacedSource {
     pacers: Vec<RatePacer>,
     /// Per partition: rows yielded since the source was created (its pacer's index).
     emitted: Vec<u64>,
+    /// Per partition: the inner source had nothing (pending or ended) at the last poll, so
+    /// the pace does not say when to poll it again.
+    waiting: Vec<bool>,
 }
 
 impl Source for PacedSource {
@@ -136,6 +140,7 @@ impl Source for PacedSource {
             *emitted +=
                 (data.num_rows() + dead_letters.as_ref().map_or(0, |d| d.num_rows())) as u64;
         }
+        self.waiting[p] = !matches!(poll, SourcePoll::Batch { .. });
         Ok(poll)
     }
 
@@ -147,20 +152,25 @@ impl Source for PacedSource {
         self.inner.seek(partition, position)?;
         if let Some(pacer) = self.pacers.get_mut(partition as usize) {
             pacer.reset();
+            self.waiting[partition as usize] = false;
         }
         Ok(())
     }
 
     fn next_poll_time(&self) -> Option<Timestamp> {
-        // The earliest any partition has a row due (a partition not polled yet: at once).
+        // The earliest a partition that is not waiting for its inner source has a row due (a
+        // partition not polled yet has no pace: the runner polls it anyway).
         let paced = self
             .pacers
             .iter()
             .zip(&self.emitted)
-            .filter_map(|(pacer, emitted)| pacer.due_time(*emitted))
+            .zip(&self.waiting)
+            .filter(|(_, waiting)| !**waiting)
+            .filter_map(|((pacer, emitted), _)| pacer.due_time(*emitted))
             .min();
+        // The earlier of the two: a poll before the other is due only comes back pending.
         match (paced, self.inner.next_poll_time()) {
-            (Some(a), Some(b)) => Some(a.max(b)),
+            (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }

@@ -387,42 +387,19 @@ impl MicroBatchQuery {
             let Some(parts) = entry.sources.get(name) else {
                 continue;
             };
-            // The logged rows were available once: a rate-paced source must not hold them back.
+            // The logged rows were available once: a rate-paced source must not hold them
+            // back (and paces again afterwards, whether the replay worked or not).
             s.source.set_replaying(true);
-            for (p, range) in parts.iter().enumerate() {
-                s.source.seek(p as u32, &range.start)?;
-                let mut rows = 0u64;
-                while rows < range.rows {
-                    let want = ((range.rows - rows) as usize).min(POLL_ROWS);
-                    match s.source.poll(p as u32, want, now)? {
-                        SourcePoll::Batch {
-                            data: b,
-                            dead_letters,
-                        } => {
-                            rows += (b.num_rows()
-                                + dead_letters.as_ref().map_or(0, |d| d.num_rows()))
-                                as u64;
-                            data.entry(name.to_string()).or_default().push((
-                                p as u32,
-                                b,
-                                dead_letters,
-                            ));
-                        }
-                        SourcePoll::Pending | SourcePoll::Ended => break,
-                    }
-                }
-                if rows != range.rows || s.source.position(p as u32) != range.end {
-                    return Err(MicroBatchError::Options(format!(
-                        "source `{name}` partition {p} cannot replay batch {}: logged {} rows ending at {}, read {rows} ending at {}",
-                        entry.batch_id,
-                        range.rows,
-                        range.end,
-                        s.source.position(p as u32)
-                    )));
-                }
-                total += rows;
-            }
+            let replayed = replay_source(
+                name,
+                s.source.as_mut(),
+                parts,
+                entry.batch_id,
+                now,
+                &mut data,
+            );
             s.source.set_replaying(false);
+            total += replayed?;
         }
         Ok((data, total))
     }
@@ -745,4 +722,46 @@ fn rate(rows: u64, secs: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// Reads the logged `parts` of source `name` again into `data`; returns the rows read.
+fn replay_source(
+    name: &str,
+    source: &mut dyn Source,
+    parts: &[PartitionRange],
+    batch_id: u64,
+    now: Timestamp,
+    data: &mut SourceData,
+) -> Result<u64> {
+    let mut total = 0;
+    for (p, range) in parts.iter().enumerate() {
+        source.seek(p as u32, &range.start)?;
+        let mut rows = 0u64;
+        while rows < range.rows {
+            let want = ((range.rows - rows) as usize).min(POLL_ROWS);
+            match source.poll(p as u32, want, now)? {
+                SourcePoll::Batch {
+                    data: b,
+                    dead_letters,
+                } => {
+                    rows +=
+                        (b.num_rows() + dead_letters.as_ref().map_or(0, |d| d.num_rows())) as u64;
+                    data.entry(name.to_string())
+                        .or_default()
+                        .push((p as u32, b, dead_letters));
+                }
+                SourcePoll::Pending | SourcePoll::Ended => break,
+            }
+        }
+        if rows != range.rows || source.position(p as u32) != range.end {
+            return Err(MicroBatchError::Options(format!(
+                "source `{name}` partition {p} cannot replay batch {batch_id}: logged {} rows ending at {}, read {rows} ending at {}",
+                range.rows,
+                range.end,
+                source.position(p as u32)
+            )));
+        }
+        total += rows;
+    }
+    Ok(total)
 }

@@ -498,9 +498,11 @@ impl NativeTwoPhaseCommit for PostgresSink {
                     return Ok(());
                 }
                 c.batch_execute("BEGIN").await?;
-                // A checkpoint id recorded before (a new run reusing the sink id without
-                // restoring) writes nothing, as a replayed micro-batch does; the empty
-                // transaction is still prepared so that its commit finds it.
+                // A checkpoint id recorded before (a replay of a checkpoint a crash cut short
+                // after its commit) writes nothing, as a replayed micro-batch does; the empty
+                // transaction is still prepared so that its commit finds it. (A new run of the
+                // same checkpoint directory never reuses an id; a new directory with the same
+                // sink id would, so give each job its own `job`.)
                 let result = write_in_transaction(c, &id, checkpoint, &statements).await;
                 if let Err(e) = result {
                     let _ = c.batch_execute("ROLLBACK").await;
