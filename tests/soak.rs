@@ -256,8 +256,8 @@ fn manifest_rows(out: &Path) -> u64 {
     std::fs::read_dir(out.join("_weir_metadata"))
         .unwrap()
         .map(|e| {
-            let v: Value = serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap())
-                .unwrap();
+            let v: Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
             v["files"]
                 .as_array()
                 .unwrap()
@@ -304,11 +304,19 @@ fn a_continuous_rerun_of_a_finished_job_writes_everything_again_and_a_restore_is
             "run {attempt}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(manifest_rows(&dir.path().join("out")), expected, "after run {attempt}");
+        assert_eq!(
+            manifest_rows(&dir.path().join("out")),
+            expected,
+            "after run {attempt}"
+        );
     }
     let out = run(&["--set", "restore=latest"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("finished"), "{stderr}");
-    assert_eq!(manifest_rows(&dir.path().join("out")), 1200, "nothing written");
+    assert_eq!(
+        manifest_rows(&dir.path().join("out")),
+        1200,
+        "nothing written"
+    );
 }
