@@ -163,6 +163,35 @@ pub fn default_meta_arrays(rows: usize) -> Vec<ArrayRef> {
     ]
 }
 
+/// User columns with metadata given column by column: timestamps, windows, and one pane
+/// `pane` for every row (a window assignment, without an `ElementMeta` per row).
+pub fn with_windows(
+    schema: &Schema,
+    columns: Vec<ArrayRef>,
+    ts: ArrayRef,
+    starts: ArrayRef,
+    ends: ArrayRef,
+    pane: PaneInfo,
+) -> arrow::error::Result<RecordBatch> {
+    let rows = ts.len();
+    let meta = vec![
+        ts,
+        starts,
+        ends,
+        Arc::new(Int8Array::from_value(timing_code(pane.timing), rows)) as ArrayRef,
+        Arc::new(Int64Array::from_value(pane.index as i64, rows)),
+        Arc::new(BooleanArray::new(
+            BooleanBuffer::collect_bool(rows, |_| pane.is_first),
+            None,
+        )),
+        Arc::new(BooleanArray::new(
+            BooleanBuffer::collect_bool(rows, |_| pane.is_last),
+            None,
+        )),
+    ];
+    joined(schema, columns, meta, rows)
+}
+
 /// [`with_meta`] for `rows` elements that all have [`ElementMeta::default`].
 pub fn with_default_meta(
     schema: &Schema,

@@ -62,6 +62,14 @@ pub fn stable_hash_array(array: &dyn Array) -> ExecResult<Int64Array> {
         }
         _ => array,
     };
+    // Int64 (most keys): the canonical bytes are the value's own, hashed column-wise.
+    if let Some(ints) = array.as_primitive_opt::<Int64Type>() {
+        return Ok(ints.unary::<_, Int64Type>(|v| {
+            let mut h = StableHasher::new();
+            h.write(&v.to_le_bytes());
+            h.finish()
+        }));
+    }
     // One buffer for the whole column: a value's bytes are gathered, then hashed.
     let mut bytes = Vec::new();
     Ok((0..array.len())

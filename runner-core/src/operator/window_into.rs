@@ -5,12 +5,13 @@ use super::{Operator, OperatorContext};
 use crate::batch::{self, ElementMeta};
 use crate::convert::batch_to_rows;
 use crate::error::{ExecError, ExecResult};
-use crate::window::assign_windows;
+use crate::window::{assign_windows, fixed_window};
 use arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
 use arrow::compute::{cast, take};
 use arrow::datatypes::DataType as ArrowType;
 use arrow::record_batch::RecordBatch;
-use weir_model::window::{PaneInfo, WindowFn, WindowingStrategy};
+use std::sync::Arc;
+use weir_model::window::{PaneInfo, Window, WindowFn, WindowingStrategy};
 use weir_model::Schema;
 
 /// Rewrites the window of every element per the windowing strategy: one output row per
@@ -39,6 +40,9 @@ impl WindowIntoOperator {
 
     /// The batch with its elements assigned to windows. `node` names errors.
     pub fn assign(&self, batch: &RecordBatch, node: &str) -> ExecResult<RecordBatch> {
+        if let Some(b) = self.assign_one_window_per_row(batch)? {
+            return Ok(b);
+        }
         let gaps = self.session_gaps(batch, node)?;
         let (ts, _, _) = batch::ts_and_window(batch);
         let mut rows: Vec<u32> = Vec::with_capacity(batch.num_rows());
@@ -74,6 +78,39 @@ impl WindowIntoOperator {
                 .collect::<Result<_, _>>()?
         };
         Ok(batch::with_meta(&self.schema, columns, &metas)?)
+    }
+
+    /// Fixed and global windows give each row one window: the window columns are computed
+    /// column-wise and the user columns are kept as they are. `None` for other window
+    /// functions.
+    fn assign_one_window_per_row(&self, batch: &RecordBatch) -> ExecResult<Option<RecordBatch>> {
+        let (ts, _, _) = batch::ts_and_window(batch);
+        let (starts, ends): (ArrayRef, ArrayRef) = match &self.strategy.window_fn {
+            WindowFn::Fixed { size, offset } => {
+                let (size, offset) = (size.0, offset.0);
+                let starts = Int64Array::from_iter_values(
+                    ts.values()
+                        .iter()
+                        .map(|t| fixed_window(*t, size, offset).start),
+                );
+                let ends = Int64Array::from_iter_values(starts.values().iter().map(|s| s + size));
+                (Arc::new(starts), Arc::new(ends))
+            }
+            WindowFn::Global => (
+                Arc::new(Int64Array::from_value(Window::GLOBAL.start, ts.len())),
+                Arc::new(Int64Array::from_value(Window::GLOBAL.end, ts.len())),
+            ),
+            _ => return Ok(None),
+        };
+        let user = batch::user_columns(batch);
+        Ok(Some(batch::with_windows(
+            &self.schema,
+            user.columns().to_vec(),
+            Arc::new(ts.clone()),
+            starts,
+            ends,
+            PaneInfo::NO_FIRING,
+        )?))
     }
 
     /// Per-row session gaps (ms) when the strategy has a gap expression.

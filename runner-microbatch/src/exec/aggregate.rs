@@ -3,9 +3,9 @@
 //! group key and window into keyed state (runner-core's `AggregateReduce` contents); late
 //! rows are dropped (or routed aside) with the late-filter watermark; panes are emitted and
 //! state evicted with the eviction watermark, per the node's [`FiringPlan`]. Session windows
-//! merge per key when `next.start <= cur.end`.
+//! merge per key when `next.start <= cur.end`. A built-in `Combine` over non-merging windows
+//! runs as [`super::columnar_combine::ColumnarCombine`] instead, with the same rules.
 
-use super::fast_combine::{group_rows, partials, FastAggregate};
 use super::panes::{join_columns, pane_rows, Output};
 use super::{BatchContext, StageOutput};
 use crate::error::{MicroBatchError, Result};
@@ -210,6 +210,11 @@ impl WindowedAggregate {
         })
     }
 
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// How this aggregation fires.
     pub fn firing(&self) -> &FiringPlan {
         &self.firing
@@ -284,9 +289,6 @@ impl WindowedAggregate {
                 _ => Ok(None),
             })
             .collect::<Result<_, _>>()?;
-        if let Some(fast) = self.fast_aggregates(&arg_columns) {
-            return self.add_batch_vectorized(batch, side, &key_columns, &fast, ctx, out);
-        }
         // Rows as JSON only where the contents keep them (grouping, top-n, user combiners
         // over the whole row); a built-in Combine never converts rows.
         let whole_rows: Option<Vec<Row>> = (!matches!(self.output, Output::Combine)
@@ -342,94 +344,6 @@ impl WindowedAggregate {
             self.add_merging(&key_json, key, rows, &mut inputs, ctx)?;
         }
         self.route_late(batch, side, late_mask, out)
-    }
-
-    /// The vectorized form of every aggregation, when this is a built-in `Combine` over
-    /// non-merging windows on int64/float64 inputs.
-    fn fast_aggregates(&self, columns: &[Option<ArrayRef>]) -> Option<Vec<FastAggregate>> {
-        if self.output != Output::Combine || self.window_fn.is_merging() || self.keys.len() != 1 {
-            return None;
-        }
-        self.reduce
-            .combiners()
-            .iter()
-            .zip(self.args.iter().zip(columns))
-            .map(|(c, (arg, col))| match arg {
-                Arg::RowCount => FastAggregate::of(c, None),
-                Arg::Input(_) => FastAggregate::of(c, col.as_ref()),
-                Arg::WholeRow => None,
-            })
-            .collect()
-    }
-
-    /// [`fast_combine`]: rows grouped by key and window in Arrow's row format, partial
-    /// aggregates per group, one state update per group.
-    fn add_batch_vectorized(
-        &mut self,
-        batch: &RecordBatch,
-        side: usize,
-        key_columns: &[ArrayRef],
-        fast: &[FastAggregate],
-        ctx: &BatchContext,
-        out: &mut StageOutput,
-    ) -> Result<()> {
-        let (_, starts, ends) = batch::ts_and_window(batch);
-        let mut late: Vec<bool> = (0..batch.num_rows())
-            .map(|r| {
-                self.row_is_late(
-                    &Window::new(starts.value(r), ends.value(r)),
-                    ctx.late_filter_watermark,
-                )
-            })
-            .collect();
-        let mut columns = key_columns.to_vec();
-        for meta in [batch::WIN_START, batch::WIN_END] {
-            columns.push(batch.column_by_name(meta).cloned().ok_or_else(|| {
-                MicroBatchError::Exec(ExecError::Internal(format!(
-                    "`{}`: no column {meta}",
-                    self.node
-                )))
-            })?);
-        }
-        let groups = group_rows(&columns, &late)?;
-        let mut group_keys = Vec::with_capacity(groups.first_row.len());
-        let mut finished = Vec::with_capacity(groups.first_row.len());
-        for &first in &groups.first_row {
-            let window = Window::new(starts.value(first), ends.value(first));
-            let key: Vec<Value> = key_columns
-                .iter()
-                .map(|c| value_at(c.as_ref(), first))
-                .collect();
-            let key_json = serde_json::to_string(&key).map_err(|e| {
-                MicroBatchError::Exec(ExecError::Internal(format!("key to JSON: {e}")))
-            })?;
-            let sk = state_key(&key_json, &window);
-            finished.push(self.trigger_finished(&sk));
-            group_keys.push((key, sk, window));
-        }
-        if finished.iter().any(|f| *f) {
-            for (r, g) in groups.group_of_row.iter().enumerate() {
-                if *g != u32::MAX && finished[*g as usize] {
-                    late[r] = true;
-                }
-            }
-        }
-        let partials = partials(&self.node, fast, &groups)?;
-        for (g, ((key, sk, window), accs)) in group_keys.into_iter().zip(partials).enumerate() {
-            if finished[g] {
-                continue;
-            }
-            let entry = self
-                .entries
-                .entry(sk.clone())
-                .or_insert_with(|| new_state(key, window, self.reduce.create()));
-            self.reduce
-                .merge(&mut entry.contents, PaneContents::Combined(accs))?;
-            entry.pane_rows += groups.rows[g];
-            entry.pane_opened_at.get_or_insert(ctx.batch_timestamp);
-            self.dirty.insert(sk);
-        }
-        self.route_late(batch, side, late, out)
     }
 
     /// Late rows go to the late side output, or are dropped and counted.

@@ -146,6 +146,11 @@ impl DedupStage {
         Ok(())
     }
 
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Rows of state.
     pub fn state_rows(&self) -> u64 {
         self.seen.len() as u64

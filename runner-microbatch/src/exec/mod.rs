@@ -5,18 +5,19 @@
 //! with the batch id.
 
 pub mod aggregate;
+pub mod columnar_combine;
 pub mod dedup;
 pub mod exchange;
-pub mod fast_combine;
 pub mod panes;
 pub mod sharded;
 pub mod stateful;
 pub mod stateless;
 
 use crate::error::{MicroBatchError, Result};
-use crate::state::{StateDelta, StateMap};
+use crate::state::{RestoredState, StateChanges};
 use aggregate::WindowedAggregate;
 use arrow::record_batch::RecordBatch;
+use columnar_combine::ColumnarCombine;
 use dedup::DedupStage;
 use serde::Serialize;
 use sharded::Sharded;
@@ -105,9 +106,8 @@ pub struct SourceNode {
 enum NodeKind {
     Source(SourceNode),
     Narrow(NarrowStage),
-    Aggregate(Box<Sharded<WindowedAggregate>>),
-    Dedup(Box<Sharded<DedupStage>>),
-    Stateful(Box<Sharded<StatefulStage>>),
+    /// Aggregations, joins, deduplication and stateful ParDo: keyed state, sharded.
+    Keyed(Box<Sharded>),
     Write(WriteOperator),
     Assert(AssertOperator),
 }
@@ -176,18 +176,21 @@ impl Graph {
                 | Transform::TopN { .. }
                 | Transform::Join { .. }
                 | Transform::CoGroupByKey { .. } => {
-                    NodeKind::Aggregate(Box::new(Sharded::new(plan, node, parallelism, || {
-                        WindowedAggregate::new(plan, node)
+                    NodeKind::Keyed(Box::new(Sharded::new(plan, node, parallelism, || {
+                        Ok(match ColumnarCombine::new(plan, node)? {
+                            Some(c) => Box::new(c),
+                            None => Box::new(WindowedAggregate::new(plan, node)?),
+                        })
                     })?))
                 }
                 Transform::StatefulParDo { .. } => {
-                    NodeKind::Stateful(Box::new(Sharded::new(plan, node, parallelism, || {
-                        StatefulStage::new(plan, node)
+                    NodeKind::Keyed(Box::new(Sharded::new(plan, node, parallelism, || {
+                        Ok(Box::new(StatefulStage::new(plan, node)?))
                     })?))
                 }
                 Transform::Dedup { keys, ttl } => {
-                    NodeKind::Dedup(Box::new(Sharded::new(plan, node, parallelism, || {
-                        Ok(DedupStage::new(&node.name, keys.clone(), *ttl))
+                    NodeKind::Keyed(Box::new(Sharded::new(plan, node, parallelism, || {
+                        Ok(Box::new(DedupStage::new(&node.name, keys.clone(), *ttl)))
                     })?))
                 }
                 Transform::Write { .. } => {
@@ -237,31 +240,24 @@ impl Graph {
     /// Puts every aggregation in complete output mode.
     pub fn set_complete_mode(&mut self) {
         for n in &mut self.nodes {
-            if let NodeKind::Aggregate(a) = &mut n.kind {
-                a.shards_mut()
-                    .iter_mut()
-                    .for_each(WindowedAggregate::set_complete);
+            if let NodeKind::Keyed(a) = &mut n.kind {
+                a.set_complete();
             }
         }
     }
 
     /// Whether some stage keeps state across batches (no-data batches matter only then).
     pub fn has_stateful_stages(&self) -> bool {
-        self.nodes.iter().any(|n| {
-            matches!(
-                n.kind,
-                NodeKind::Aggregate(_) | NodeKind::Dedup(_) | NodeKind::Stateful(_)
-            )
-        })
+        self.nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Keyed(_)))
     }
 
     /// Whether some stage has work due by processing time at `now` (a processing-time timer
     /// or pane): Spark runs no-data batches for processing-time timeouts.
     pub fn processing_time_due(&self, now: Timestamp) -> bool {
         self.nodes.iter().any(|n| match &n.kind {
-            NodeKind::Aggregate(a) => a.processing_time_due(now),
-            NodeKind::Dedup(d) => d.processing_time_due(now),
-            NodeKind::Stateful(f) => f.processing_time_due(now),
+            NodeKind::Keyed(k) => k.processing_time_due(now),
             _ => false,
         })
     }
@@ -270,12 +266,7 @@ impl Graph {
     pub fn stateful_stages(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .filter(|n| {
-                matches!(
-                    n.kind,
-                    NodeKind::Aggregate(_) | NodeKind::Dedup(_) | NodeKind::Stateful(_)
-                )
-            })
+            .filter(|n| matches!(n.kind, NodeKind::Keyed(_)))
             .map(|n| n.name.clone())
             .collect()
     }
@@ -374,23 +365,7 @@ impl Graph {
                         }
                     }
                 }
-                NodeKind::Aggregate(agg) => {
-                    let out = agg.process(
-                        inputs.into_iter().map(|(idx, _, b)| (idx, b)).collect(),
-                        ctx,
-                        &self.pool,
-                    )?;
-                    absorb_stage(&mut m, &mut produced, out);
-                }
-                NodeKind::Dedup(d) => {
-                    let out = d.process(
-                        inputs.into_iter().map(|(idx, _, b)| (idx, b)).collect(),
-                        ctx,
-                        &self.pool,
-                    )?;
-                    absorb_stage(&mut m, &mut produced, out);
-                }
-                NodeKind::Stateful(f) => {
+                NodeKind::Keyed(f) => {
                     let out = f.process(
                         inputs.into_iter().map(|(idx, _, b)| (idx, b)).collect(),
                         ctx,
@@ -475,38 +450,25 @@ impl Graph {
     pub fn take_state_changes(
         &mut self,
         want_full: impl Fn(&str) -> bool,
-    ) -> Result<Vec<(String, StateDelta, Option<StateMap>)>> {
+    ) -> Result<Vec<(String, StateChanges)>> {
         let mut out = Vec::new();
         for n in &mut self.nodes {
-            let full = want_full(&n.name);
-            match &mut n.kind {
-                NodeKind::Aggregate(a) => {
-                    let snap = if full { Some(a.snapshot()?) } else { None };
-                    out.push((n.name.clone(), a.take_delta()?, snap));
-                }
-                NodeKind::Dedup(d) => {
-                    let snap = if full { Some(d.snapshot()?) } else { None };
-                    out.push((n.name.clone(), d.take_delta()?, snap));
-                }
-                NodeKind::Stateful(f) => {
-                    let snap = if full { Some(f.snapshot()?) } else { None };
-                    out.push((n.name.clone(), f.take_delta()?, snap));
-                }
-                _ => {}
+            if let NodeKind::Keyed(k) = &mut n.kind {
+                out.push((
+                    n.name.clone(),
+                    k.take_changes(want_full(&n.name), &self.pool)?,
+                ));
             }
         }
         Ok(out)
     }
 
     /// Replaces stage `name`'s state with a restored version.
-    pub fn restore_state(&mut self, name: &str, state: StateMap) -> Result<()> {
+    pub fn restore_state(&mut self, name: &str, state: RestoredState) -> Result<()> {
         for n in &mut self.nodes {
             if n.name == name {
-                match &mut n.kind {
-                    NodeKind::Aggregate(a) => return a.restore(state),
-                    NodeKind::Dedup(d) => return d.restore(state),
-                    NodeKind::Stateful(f) => return f.restore(state),
-                    _ => {}
+                if let NodeKind::Keyed(k) = &mut n.kind {
+                    return k.restore(state);
                 }
             }
         }
@@ -520,9 +482,7 @@ impl Graph {
         self.nodes
             .iter()
             .filter_map(|n| match &n.kind {
-                NodeKind::Aggregate(a) => Some((n.name.clone(), a.state_rows())),
-                NodeKind::Dedup(d) => Some((n.name.clone(), d.state_rows())),
-                NodeKind::Stateful(f) => Some((n.name.clone(), f.state_rows())),
+                NodeKind::Keyed(k) => Some((n.name.clone(), k.state_rows())),
                 _ => None,
             })
             .collect()

@@ -5,12 +5,13 @@
 //! restores at any parallelism.
 
 use super::aggregate::WindowedAggregate;
+use super::columnar_combine::ColumnarCombine;
 use super::dedup::DedupStage;
 use super::exchange::{shard_of_key, shards_of, split};
 use super::stateful::StatefulStage;
 use super::{BatchContext, StageOutput};
 use crate::error::{MicroBatchError, Result};
-use crate::state::{StateDelta, StateMap};
+use crate::state::{RestoredState, StateChanges, StateMap};
 use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
@@ -22,33 +23,45 @@ use weir_model::{Schema, TransformNode};
 use weir_runner_core::ExecError;
 
 /// A keyed stateful stage, one instance per shard.
-pub trait KeyedStage: Send {
+pub trait KeyedStage: Send + std::fmt::Debug {
     /// Handles a batch's rows (input index, batch) of this shard's keys, then fires/evicts.
     fn process(
         &mut self,
         inputs: Vec<(usize, RecordBatch)>,
         ctx: &BatchContext,
     ) -> Result<StageOutput>;
-    /// State changes since the last call.
-    fn take_delta(&mut self) -> Result<StateDelta>;
-    /// The whole state.
-    fn snapshot(&self) -> Result<StateMap>;
+    /// State changes since the last call, with the whole state when `full`.
+    fn take_changes(&mut self, full: bool) -> Result<StateChanges>;
     /// Replaces the state.
-    fn restore(&mut self, state: StateMap) -> Result<()>;
+    fn restore(&mut self, state: RestoredState) -> Result<()>;
     /// Rows of state.
     fn state_rows(&self) -> u64;
     /// Whether something is due by processing time at `now`.
     fn processing_time_due(&self, _now: Timestamp) -> bool {
         false
     }
-    /// The key-column values of a state entry, to find its shard.
-    fn entry_key(key: &str, value: &Value) -> Vec<Value>;
+    /// Switches an aggregation to complete output mode (other stages have none).
+    fn set_complete(&mut self) {}
+    /// The key-column values of a JSON state entry, to find its shard (columnar state is
+    /// routed by its key columns).
+    fn entry_key(&self, key: &str, value: &Value) -> Vec<Value>;
 }
 
 fn json_array(text: &str) -> Vec<Value> {
     match serde_json::from_str(text) {
         Ok(Value::Array(v)) => v,
         _ => Vec::new(),
+    }
+}
+
+/// The JSON entries of a restored state, for stages that keep their state as entries.
+fn entries(node: &str, state: RestoredState) -> Result<StateMap> {
+    match state {
+        RestoredState::Entries(m) => Ok(m),
+        RestoredState::Columnar(_) => Err(MicroBatchError::Exec(ExecError::Internal(format!(
+            "`{node}`: its checkpointed state is columnar, but this stage keeps JSON entries; \
+             the checkpoint was written by another version of Weir"
+        )))),
     }
 }
 
@@ -60,14 +73,16 @@ impl KeyedStage for WindowedAggregate {
     ) -> Result<StageOutput> {
         WindowedAggregate::process(self, inputs, ctx)
     }
-    fn take_delta(&mut self) -> Result<StateDelta> {
-        WindowedAggregate::take_delta(self)
+    fn take_changes(&mut self, full: bool) -> Result<StateChanges> {
+        let full = if full { Some(self.snapshot()?) } else { None };
+        Ok(StateChanges::Entries {
+            delta: self.take_delta()?,
+            full,
+        })
     }
-    fn snapshot(&self) -> Result<StateMap> {
-        WindowedAggregate::snapshot(self)
-    }
-    fn restore(&mut self, state: StateMap) -> Result<()> {
-        WindowedAggregate::restore(self, state)
+    fn restore(&mut self, state: RestoredState) -> Result<()> {
+        let map = entries(self.node(), state)?;
+        WindowedAggregate::restore(self, map)
     }
     fn state_rows(&self) -> u64 {
         WindowedAggregate::state_rows(self)
@@ -75,12 +90,43 @@ impl KeyedStage for WindowedAggregate {
     fn processing_time_due(&self, now: Timestamp) -> bool {
         WindowedAggregate::processing_time_due(self, now)
     }
-    fn entry_key(_key: &str, value: &Value) -> Vec<Value> {
+    fn set_complete(&mut self) {
+        WindowedAggregate::set_complete(self)
+    }
+    fn entry_key(&self, _key: &str, value: &Value) -> Vec<Value> {
         value
             .get("key")
             .and_then(|k| k.as_array())
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+impl KeyedStage for ColumnarCombine {
+    fn process(
+        &mut self,
+        inputs: Vec<(usize, RecordBatch)>,
+        ctx: &BatchContext,
+    ) -> Result<StageOutput> {
+        ColumnarCombine::process(self, inputs, ctx)
+    }
+    fn take_changes(&mut self, full: bool) -> Result<StateChanges> {
+        ColumnarCombine::take_changes(self, full)
+    }
+    fn restore(&mut self, state: RestoredState) -> Result<()> {
+        ColumnarCombine::restore(self, state)
+    }
+    fn state_rows(&self) -> u64 {
+        ColumnarCombine::state_rows(self)
+    }
+    fn processing_time_due(&self, now: Timestamp) -> bool {
+        ColumnarCombine::processing_time_due(self, now)
+    }
+    fn set_complete(&mut self) {
+        ColumnarCombine::set_complete(self)
+    }
+    fn entry_key(&self, _key: &str, _value: &Value) -> Vec<Value> {
+        Vec::new()
     }
 }
 
@@ -92,19 +138,20 @@ impl KeyedStage for DedupStage {
     ) -> Result<StageOutput> {
         DedupStage::process(self, inputs.into_iter().map(|(_, b)| b).collect(), ctx)
     }
-    fn take_delta(&mut self) -> Result<StateDelta> {
-        Ok(DedupStage::take_delta(self))
+    fn take_changes(&mut self, full: bool) -> Result<StateChanges> {
+        Ok(StateChanges::Entries {
+            full: full.then(|| self.snapshot()),
+            delta: self.take_delta(),
+        })
     }
-    fn snapshot(&self) -> Result<StateMap> {
-        Ok(DedupStage::snapshot(self))
-    }
-    fn restore(&mut self, state: StateMap) -> Result<()> {
-        DedupStage::restore(self, state)
+    fn restore(&mut self, state: RestoredState) -> Result<()> {
+        let map = entries(self.node(), state)?;
+        DedupStage::restore(self, map)
     }
     fn state_rows(&self) -> u64 {
         DedupStage::state_rows(self)
     }
-    fn entry_key(key: &str, _value: &Value) -> Vec<Value> {
+    fn entry_key(&self, key: &str, _value: &Value) -> Vec<Value> {
         // The entry's name is `[[key values], window start, window end]`.
         json_array(key)
             .first()
@@ -122,14 +169,16 @@ impl KeyedStage for StatefulStage {
     ) -> Result<StageOutput> {
         StatefulStage::process(self, inputs.into_iter().map(|(_, b)| b).collect(), ctx)
     }
-    fn take_delta(&mut self) -> Result<StateDelta> {
-        StatefulStage::take_delta(self)
+    fn take_changes(&mut self, full: bool) -> Result<StateChanges> {
+        let full = if full { Some(self.snapshot()?) } else { None };
+        Ok(StateChanges::Entries {
+            delta: self.take_delta()?,
+            full,
+        })
     }
-    fn snapshot(&self) -> Result<StateMap> {
-        StatefulStage::snapshot(self)
-    }
-    fn restore(&mut self, state: StateMap) -> Result<()> {
-        StatefulStage::restore(self, state)
+    fn restore(&mut self, state: RestoredState) -> Result<()> {
+        let map = entries(self.node(), state)?;
+        StatefulStage::restore(self, map)
     }
     fn state_rows(&self) -> u64 {
         StatefulStage::state_rows(self)
@@ -137,7 +186,7 @@ impl KeyedStage for StatefulStage {
     fn processing_time_due(&self, now: Timestamp) -> bool {
         StatefulStage::processing_time_due(self, now)
     }
-    fn entry_key(_key: &str, value: &Value) -> Vec<Value> {
+    fn entry_key(&self, _key: &str, value: &Value) -> Vec<Value> {
         // The entry holds the key as the JSON text of its values.
         value
             .get("key")
@@ -166,22 +215,22 @@ pub fn stage_keys(transform: &Transform) -> Option<Vec<Vec<String>>> {
 
 /// A keyed stateful stage split into shards by key.
 #[derive(Debug)]
-pub struct Sharded<S> {
+pub struct Sharded {
     node: String,
     /// Key columns of each input.
     keys: Vec<Vec<String>>,
     /// The first input's key columns, for routing restored state entries.
     key_schema: Schema,
-    shards: Vec<S>,
+    shards: Vec<Box<dyn KeyedStage>>,
 }
 
-impl<S: KeyedStage> Sharded<S> {
+impl Sharded {
     /// `shards` instances of `node`'s stage made by `make`.
     pub fn new(
         plan: &Plan,
         node: &TransformNode,
         shards: usize,
-        make: impl Fn() -> Result<S>,
+        make: impl Fn() -> Result<Box<dyn KeyedStage>>,
     ) -> Result<Self> {
         let internal = |m: String| MicroBatchError::Exec(ExecError::Internal(m));
         let keys = stage_keys(&node.transform)
@@ -207,9 +256,9 @@ impl<S: KeyedStage> Sharded<S> {
         })
     }
 
-    /// The shards.
-    pub fn shards_mut(&mut self) -> &mut [S] {
-        &mut self.shards
+    /// Puts every shard in complete output mode.
+    pub fn set_complete(&mut self) {
+        self.shards.iter_mut().for_each(|s| s.set_complete());
     }
 
     /// Routes the batch's rows (input index, batch) to their shards and runs the shards in
@@ -222,34 +271,36 @@ impl<S: KeyedStage> Sharded<S> {
     ) -> Result<StageOutput> {
         let n = self.shards.len();
         let mut per_shard: Vec<Vec<(usize, RecordBatch)>> = vec![Vec::new(); n];
-        for (side, b) in inputs.into_iter().filter(|(_, b)| b.num_rows() > 0) {
-            if n == 1 {
-                per_shard[0].push((side, b));
-                continue;
-            }
+        let inputs: Vec<(usize, RecordBatch)> = inputs
+            .into_iter()
+            .filter(|(_, b)| b.num_rows() > 0)
+            .collect();
+        if n == 1 {
+            per_shard[0] = inputs;
+        } else {
+            // Each input batch (one per source partition, usually) is split on its own task.
             // Key columns of every input have the same types (the plan checks), so equal keys
             // of different inputs hash alike and meet in one shard.
-            let names = self.keys.get(side).ok_or_else(|| {
-                MicroBatchError::Exec(ExecError::Internal(format!(
-                    "`{}` has no input {side}",
-                    self.node
-                )))
-            })?;
-            let columns: Vec<ArrayRef> = names
+            let columns: Vec<Vec<ArrayRef>> = inputs
                 .iter()
-                .map(|k| {
-                    b.column_by_name(k).cloned().ok_or_else(|| {
-                        MicroBatchError::Exec(ExecError::Internal(format!(
-                            "`{}`: no key column `{k}`",
-                            self.node
-                        )))
-                    })
-                })
+                .map(|(side, b)| self.key_columns(b, *side))
                 .collect::<Result<_>>()?;
-            let ids = shards_of(&columns, b.num_rows(), n)?;
-            for (s, part) in split(&b, &ids, n)?.into_iter().enumerate() {
-                if part.num_rows() > 0 {
-                    per_shard[s].push((side, part));
+            let splits: Vec<Result<(usize, Vec<RecordBatch>)>> = pool.install(|| {
+                inputs
+                    .par_iter()
+                    .zip(columns.par_iter())
+                    .map(|((side, b), columns)| {
+                        let ids = shards_of(columns, b.num_rows(), n)?;
+                        Ok((*side, split(b, &ids, n)?))
+                    })
+                    .collect()
+            });
+            for r in splits {
+                let (side, parts) = r?;
+                for (s, part) in parts.into_iter().enumerate() {
+                    if part.num_rows() > 0 {
+                        per_shard[s].push((side, part));
+                    }
                 }
             }
         }
@@ -275,40 +326,70 @@ impl<S: KeyedStage> Sharded<S> {
         self.shards.iter().any(|s| s.processing_time_due(now))
     }
 
-    /// Changes since the last call, over every shard.
-    pub fn take_delta(&mut self) -> Result<StateDelta> {
-        let mut delta = StateDelta::new();
-        for s in &mut self.shards {
-            delta.extend(s.take_delta()?);
-        }
-        Ok(delta)
+    /// Changes since the last call over every shard, with the whole state when `full`.
+    pub fn take_changes(&mut self, full: bool, pool: &rayon::ThreadPool) -> Result<StateChanges> {
+        let parts = pool.install(|| {
+            self.shards
+                .par_iter_mut()
+                .map(|s| s.take_changes(full))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        StateChanges::merge(&self.node, parts)
     }
 
-    /// The whole state, over every shard.
-    pub fn snapshot(&self) -> Result<StateMap> {
-        let mut map = StateMap::new();
-        for s in &self.shards {
-            map.extend(s.snapshot()?);
-        }
-        Ok(map)
-    }
-
-    /// Restores a state version, each entry into the shard of its key.
-    pub fn restore(&mut self, state: StateMap) -> Result<()> {
+    /// Restores a state version, each entry (or columnar row) into the shard of its key.
+    pub fn restore(&mut self, state: RestoredState) -> Result<()> {
         let n = self.shards.len();
-        let mut parts: Vec<StateMap> = vec![StateMap::new(); n];
-        for (k, v) in state {
-            let shard = if n == 1 {
-                0
-            } else {
-                shard_of_key(&self.key_schema, &S::entry_key(&k, &v), n)?
-            };
-            parts[shard].insert(k, v);
+        if n == 1 {
+            return self.shards[0].restore(state);
         }
-        for (shard, part) in self.shards.iter_mut().zip(parts) {
-            shard.restore(part)?;
+        match state {
+            RestoredState::Entries(map) => {
+                let mut parts: Vec<StateMap> = vec![StateMap::new(); n];
+                for (k, v) in map {
+                    let key = self.shards[0].entry_key(&k, &v);
+                    parts[shard_of_key(&self.key_schema, &key, n)?].insert(k, v);
+                }
+                for (shard, part) in self.shards.iter_mut().zip(parts) {
+                    shard.restore(RestoredState::Entries(part))?;
+                }
+            }
+            RestoredState::Columnar(batches) => {
+                let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+                for b in batches {
+                    let columns = self.key_columns(&b, 0)?;
+                    let ids = shards_of(&columns, b.num_rows(), n)?;
+                    for (s, part) in split(&b, &ids, n)?.into_iter().enumerate() {
+                        parts[s].push(part);
+                    }
+                }
+                for (shard, part) in self.shards.iter_mut().zip(parts) {
+                    shard.restore(RestoredState::Columnar(part))?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The key columns of input `side` in `b`.
+    fn key_columns(&self, b: &RecordBatch, side: usize) -> Result<Vec<ArrayRef>> {
+        let names = self.keys.get(side).ok_or_else(|| {
+            MicroBatchError::Exec(ExecError::Internal(format!(
+                "`{}` has no input {side}",
+                self.node
+            )))
+        })?;
+        names
+            .iter()
+            .map(|k| {
+                b.column_by_name(k).cloned().ok_or_else(|| {
+                    MicroBatchError::Exec(ExecError::Internal(format!(
+                        "`{}`: no key column `{k}`",
+                        self.node
+                    )))
+                })
+            })
+            .collect()
     }
 
     /// Rows of state over every shard.

@@ -359,6 +359,11 @@ impl StatefulStage {
         self.timers.next_processing_time().is_some_and(|t| t < now)
     }
 
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Rows of state.
     pub fn state_rows(&self) -> u64 {
         self.state.len() as u64

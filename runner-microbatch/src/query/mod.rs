@@ -521,9 +521,9 @@ impl MicroBatchQuery {
         let changes = self
             .graph
             .take_state_changes(|name| stores.get(name).is_some_and(|s| s.snapshot_due(id + 1)))?;
-        for (name, delta, full) in changes {
+        for (name, changes) in changes {
             if let Some(store) = stores.get(&name) {
-                store.commit(id + 1, &delta, full.as_ref())?;
+                store.commit(id + 1, &changes)?;
             }
         }
         let committed = self
