@@ -94,13 +94,156 @@ impl NodeMetrics {
     }
 }
 
-/// A source node: the source and which partitions have ended.
+/// A source node: its readers and which partitions have ended.
+///
+/// Like Spark's per-partition read tasks (and the continuous runner's source subtasks), a
+/// source is opened once per reader, `min(partitions, parallelism)` times; partition `p` is
+/// read by reader `p mod readers`, and the readers poll their partitions in parallel.
 pub struct SourceNode {
-    /// The source.
-    pub source: Box<dyn Source>,
+    readers: Vec<Box<dyn Source>>,
     /// Per partition: polled to its end.
     pub ended: Vec<bool>,
     dead_letter_tag: Option<String>,
+}
+
+/// A placeholder while a source is being wrapped.
+struct NoSource;
+
+impl Source for NoSource {
+    fn partitions(&self) -> u32 {
+        0
+    }
+    fn poll(
+        &mut self,
+        _partition: u32,
+        _max_rows: usize,
+        _now: Timestamp,
+    ) -> weir_runner_core::ExecResult<weir_runner_core::io::SourcePoll> {
+        Ok(weir_runner_core::io::SourcePoll::Ended)
+    }
+    fn position(&self, _partition: u32) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn seek(
+        &mut self,
+        _partition: u32,
+        _position: &serde_json::Value,
+    ) -> weir_runner_core::ExecResult<()> {
+        Ok(())
+    }
+}
+
+/// What one partition gave a batch: its rows (and dead letters), where it started and ended.
+pub struct PartitionRead {
+    /// Data and dead letters, in poll order.
+    pub batches: Vec<(RecordBatch, Option<RecordBatch>)>,
+    /// Rows read, dead letters included.
+    pub rows: u64,
+    /// Position before the first row read.
+    pub start: serde_json::Value,
+    /// Position after the last row read.
+    pub end: serde_json::Value,
+}
+
+impl SourceNode {
+    /// The reader of partition `p`.
+    pub fn reader(&mut self, p: u32) -> &mut dyn Source {
+        let n = self.readers.len();
+        self.readers[p as usize % n].as_mut()
+    }
+
+    /// The position after the last row read from partition `p`.
+    pub fn position(&self, p: u32) -> serde_json::Value {
+        self.readers[p as usize % self.readers.len()].position(p)
+    }
+
+    /// Tells every reader whether it is re-reading logged ranges.
+    pub fn set_replaying(&mut self, replaying: bool) {
+        self.readers
+            .iter_mut()
+            .for_each(|r| r.set_replaying(replaying));
+    }
+
+    /// Replaces every reader with what `wrap` makes of it.
+    pub fn wrap(
+        &mut self,
+        name: &str,
+        wrap: &mut impl FnMut(&str, Box<dyn Source>) -> Box<dyn Source>,
+    ) {
+        for r in &mut self.readers {
+            let inner = std::mem::replace(r, Box::new(NoSource));
+            *r = wrap(name, inner);
+        }
+    }
+
+    /// Reads up to `limit` rows (`poll_rows` per poll) from every partition, the readers in
+    /// parallel on `pool`; updates `ended`. Results are in partition order.
+    fn read(
+        &mut self,
+        limit: usize,
+        poll_rows: usize,
+        now: Timestamp,
+        pool: &rayon::ThreadPool,
+    ) -> Result<Vec<PartitionRead>> {
+        use rayon::prelude::*;
+        let n = self.readers.len();
+        let parts = self.ended.len();
+        let per_reader: Vec<Result<Vec<(usize, PartitionRead, bool)>>> = pool.install(|| {
+            self.readers
+                .par_iter_mut()
+                .enumerate()
+                .map(|(i, reader)| {
+                    (i..parts)
+                        .step_by(n)
+                        .map(|p| read_partition(reader.as_mut(), p as u32, limit, poll_rows, now))
+                        .collect()
+                })
+                .collect()
+        });
+        let mut reads: Vec<Option<PartitionRead>> = (0..parts).map(|_| None).collect();
+        for r in per_reader {
+            for (p, read, ended) in r? {
+                self.ended[p] = ended;
+                reads[p] = Some(read);
+            }
+        }
+        Ok(reads.into_iter().flatten().collect())
+    }
+}
+
+/// Polls partition `p` of `reader` until `limit` rows, no more for now, or its end; also
+/// returns whether it ended.
+fn read_partition(
+    reader: &mut dyn Source,
+    p: u32,
+    limit: usize,
+    poll_rows: usize,
+    now: Timestamp,
+) -> Result<(usize, PartitionRead, bool)> {
+    let start = reader.position(p);
+    let mut batches = Vec::new();
+    let mut rows = 0usize;
+    let mut ended = false;
+    while rows < limit {
+        match reader.poll(p, (limit - rows).min(poll_rows), now)? {
+            weir_runner_core::io::SourcePoll::Batch { data, dead_letters } => {
+                rows += data.num_rows() + dead_letters.as_ref().map_or(0, |d| d.num_rows());
+                batches.push((data, dead_letters));
+            }
+            weir_runner_core::io::SourcePoll::Pending => break,
+            weir_runner_core::io::SourcePoll::Ended => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let read = PartitionRead {
+        batches,
+        rows: rows as u64,
+        start,
+        end: reader.position(p),
+    };
+    Ok((p as usize, read, ended))
 }
 
 enum NodeKind {
@@ -160,10 +303,14 @@ impl Graph {
                     schema,
                     bad_records,
                 } => {
-                    let source = build_source(&node.name, source, schema, bad_records)?;
-                    let parts = source.partitions() as usize;
+                    let first = build_source(&node.name, source, schema, bad_records)?;
+                    let parts = first.partitions() as usize;
+                    let mut readers = vec![first];
+                    for _ in 1..parts.min(parallelism).max(1) {
+                        readers.push(build_source(&node.name, source, schema, bad_records)?);
+                    }
                     NodeKind::Source(SourceNode {
-                        source,
+                        readers,
                         ended: vec![false; parts],
                         dead_letter_tag: match bad_records {
                             BadRecordPolicy::DeadLetter { tag } => Some(tag.clone()),
@@ -235,6 +382,23 @@ impl Graph {
             NodeKind::Source(s) => Some((n.name.as_str(), s)),
             _ => None,
         })
+    }
+
+    /// Reads up to `limit` rows per partition from every source (`poll_rows` per poll),
+    /// each source's readers in parallel: per source node, per partition, what it read.
+    pub fn read_sources(
+        &mut self,
+        limit: usize,
+        poll_rows: usize,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Vec<PartitionRead>)>> {
+        let mut out = Vec::new();
+        for n in &mut self.nodes {
+            if let NodeKind::Source(s) = &mut n.kind {
+                out.push((n.name.clone(), s.read(limit, poll_rows, now, &self.pool)?));
+            }
+        }
+        Ok(out)
     }
 
     /// Puts every aggregation in complete output mode.

@@ -257,8 +257,7 @@ impl MicroBatchQuery {
     /// runner gates the end of its in-memory sources this way.
     pub fn wrap_sources(&mut self, mut wrap: impl FnMut(&str, Box<dyn Source>) -> Box<dyn Source>) {
         for (name, s) in self.graph.sources_mut() {
-            let inner = std::mem::replace(&mut s.source, Box::new(NoSource));
-            s.source = wrap(name, inner);
+            s.wrap(name, &mut wrap);
         }
     }
 
@@ -334,47 +333,21 @@ impl MicroBatchQuery {
         let mut data = SourceData::new();
         let mut ranges = BTreeMap::new();
         let mut total = 0;
-        for (name, s) in self.graph.sources_mut() {
-            let mut parts = Vec::new();
-            for p in 0..s.ended.len() {
-                let start = s.source.position(p as u32);
-                let mut rows = 0usize;
-                while rows < limit {
-                    match s
-                        .source
-                        .poll(p as u32, (limit - rows).min(POLL_ROWS), now)?
-                    {
-                        SourcePoll::Batch {
-                            data: b,
-                            dead_letters,
-                        } => {
-                            rows +=
-                                b.num_rows() + dead_letters.as_ref().map_or(0, |d| d.num_rows());
-                            data.entry(name.to_string()).or_default().push((
-                                p as u32,
-                                b,
-                                dead_letters,
-                            ));
-                            s.ended[p] = false;
-                        }
-                        SourcePoll::Pending => {
-                            s.ended[p] = false;
-                            break;
-                        }
-                        SourcePoll::Ended => {
-                            s.ended[p] = true;
-                            break;
-                        }
-                    }
-                }
-                total += rows as u64;
+        for (name, reads) in self.graph.read_sources(limit, POLL_ROWS, now)? {
+            let mut parts = Vec::with_capacity(reads.len());
+            for (p, read) in reads.into_iter().enumerate() {
+                total += read.rows;
                 parts.push(PartitionRange {
-                    start,
-                    end: s.source.position(p as u32),
-                    rows: rows as u64,
+                    start: read.start,
+                    end: read.end,
+                    rows: read.rows,
                 });
+                if !read.batches.is_empty() {
+                    let node = data.entry(name.clone()).or_default();
+                    node.extend(read.batches.into_iter().map(|(b, d)| (p as u32, b, d)));
+                }
             }
-            ranges.insert(name.to_string(), parts);
+            ranges.insert(name, parts);
         }
         Ok((data, ranges, total))
     }
@@ -389,16 +362,9 @@ impl MicroBatchQuery {
             };
             // The logged rows were available once: a rate-paced source must not hold them
             // back (and paces again afterwards, whether the replay worked or not).
-            s.source.set_replaying(true);
-            let replayed = replay_source(
-                name,
-                s.source.as_mut(),
-                parts,
-                entry.batch_id,
-                now,
-                &mut data,
-            );
-            s.source.set_replaying(false);
+            s.set_replaying(true);
+            let replayed = replay_source(name, s, parts, entry.batch_id, now, &mut data);
+            s.set_replaying(false);
             total += replayed?;
         }
         Ok((data, total))
@@ -685,33 +651,6 @@ impl MicroBatchQuery {
     }
 }
 
-/// A placeholder while a source is being wrapped.
-struct NoSource;
-
-impl Source for NoSource {
-    fn partitions(&self) -> u32 {
-        0
-    }
-    fn poll(
-        &mut self,
-        _partition: u32,
-        _max_rows: usize,
-        _now: Timestamp,
-    ) -> weir_runner_core::ExecResult<SourcePoll> {
-        Ok(SourcePoll::Ended)
-    }
-    fn position(&self, _partition: u32) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-    fn seek(
-        &mut self,
-        _partition: u32,
-        _position: &serde_json::Value,
-    ) -> weir_runner_core::ExecResult<()> {
-        Ok(())
-    }
-}
-
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
@@ -727,7 +666,7 @@ fn rate(rows: u64, secs: f64) -> f64 {
 /// Reads the logged `parts` of source `name` again into `data`; returns the rows read.
 fn replay_source(
     name: &str,
-    source: &mut dyn Source,
+    source: &mut crate::exec::SourceNode,
     parts: &[PartitionRange],
     batch_id: u64,
     now: Timestamp,
@@ -735,11 +674,11 @@ fn replay_source(
 ) -> Result<u64> {
     let mut total = 0;
     for (p, range) in parts.iter().enumerate() {
-        source.seek(p as u32, &range.start)?;
+        source.reader(p as u32).seek(p as u32, &range.start)?;
         let mut rows = 0u64;
         while rows < range.rows {
             let want = ((range.rows - rows) as usize).min(POLL_ROWS);
-            match source.poll(p as u32, want, now)? {
+            match source.reader(p as u32).poll(p as u32, want, now)? {
                 SourcePoll::Batch {
                     data: b,
                     dead_letters,
