@@ -350,3 +350,42 @@ fn restarting_with_a_single_file_sink_is_refused_rather_than_losing_output() {
     .to_string();
     assert!(err.contains("single-file sink `Out`"), "{err}");
 }
+
+#[test]
+fn partitions_read_by_parallel_readers_give_one_reader_s_output_and_restart_exactly() {
+    // Three partitions, two readers at parallelism 2 (partitions 0 and 2, and 1), two rows
+    // per partition per batch.
+    let src = unique("parallel-readers");
+    source(
+        &src,
+        vec![
+            vec![row("a", 1), row("b", 2), row("a", 11), row("c", 31)],
+            vec![row("b", 3), row("c", 14), row("a", 25)],
+            vec![row("c", 5), row("a", 16), row("b", 27), row("a", 38)],
+        ],
+    );
+    let plan = windowed_count(&src, 0, fixed(10));
+    let one_reader = uninterrupted(&plan);
+    assert_eq!(
+        one_reader.iter().map(|p| p.1).sum::<i64>(),
+        11,
+        "{one_reader:?}"
+    );
+    let two = |d: &Path| QueryConfig {
+        parallelism: 2,
+        ..cfg(d)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = SinkRegistry::new();
+    let mut q = open(&plan, two(dir.path()), &ManualClock::new(0), &sinks);
+    q.run_to_completion().unwrap();
+    assert_eq!(sorted(panes(&sinks.committed_rows("out"))), one_reader);
+    for stop in [StopPoint::MidBatch(1), StopPoint::AfterSinkCommit(1)] {
+        let sinks = crash_and_restart(&plan, stop, two);
+        assert_eq!(
+            sorted(panes(&sinks.committed_rows("out"))),
+            one_reader,
+            "stopped at {stop}"
+        );
+    }
+}
