@@ -157,6 +157,19 @@ impl SourceNode {
         self.readers[p as usize % self.readers.len()].position(p)
     }
 
+    /// Moves partition `p` to `position` in every reader: a generator paces itself from the
+    /// lowest position it knows over all partitions, so every reader must know them all.
+    pub fn seek(
+        &mut self,
+        p: u32,
+        position: &serde_json::Value,
+    ) -> weir_runner_core::ExecResult<()> {
+        for r in &mut self.readers {
+            r.seek(p, position)?;
+        }
+        Ok(())
+    }
+
     /// Tells every reader whether it is re-reading logged ranges.
     pub fn set_replaying(&mut self, replaying: bool) {
         self.readers
@@ -207,7 +220,17 @@ impl SourceNode {
                 reads[p] = Some(read);
             }
         }
-        Ok(reads.into_iter().flatten().collect())
+        reads
+            .into_iter()
+            .enumerate()
+            .map(|(p, r)| {
+                r.ok_or_else(|| {
+                    MicroBatchError::Exec(ExecError::Internal(format!(
+                        "partition {p} was read by no reader"
+                    )))
+                })
+            })
+            .collect()
     }
 }
 
@@ -307,7 +330,14 @@ impl Graph {
                     let parts = first.partitions() as usize;
                     let mut readers = vec![first];
                     for _ in 1..parts.min(parallelism).max(1) {
-                        readers.push(build_source(&node.name, source, schema, bad_records)?);
+                        let reader = build_source(&node.name, source, schema, bad_records)?;
+                        // A source that lists its partitions when opened (a directory) may
+                        // see another list the second time: then one reader reads them all.
+                        if reader.partitions() as usize != parts {
+                            readers.truncate(1);
+                            break;
+                        }
+                        readers.push(reader);
                     }
                     NodeKind::Source(SourceNode {
                         readers,

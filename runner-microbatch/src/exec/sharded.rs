@@ -126,6 +126,8 @@ impl KeyedStage for ColumnarCombine {
         ColumnarCombine::set_complete(self)
     }
     fn entry_key(&self, _key: &str, _value: &Value) -> Vec<Value> {
+        // Never asked: columnar state is routed by its key columns, and JSON entries are
+        // refused by `ColumnarCombine::restore`.
         Vec::new()
     }
 }

@@ -674,7 +674,7 @@ fn replay_source(
 ) -> Result<u64> {
     let mut total = 0;
     for (p, range) in parts.iter().enumerate() {
-        source.reader(p as u32).seek(p as u32, &range.start)?;
+        source.seek(p as u32, &range.start)?;
         let mut rows = 0u64;
         while rows < range.rows {
             let want = ((range.rows - rows) as usize).min(POLL_ROWS);
@@ -700,6 +700,9 @@ fn replay_source(
                 source.position(p as u32)
             )));
         }
+        // The other readers learn where the replay left the partition (their pacing).
+        let end = source.position(p as u32);
+        source.seek(p as u32, &end)?;
         total += rows;
     }
     Ok(total)

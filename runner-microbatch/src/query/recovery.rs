@@ -121,7 +121,7 @@ impl MicroBatchQuery {
         for (name, s) in self.graph.sources_mut() {
             if let Some(parts) = entry.sources.get(name) {
                 for (p, r) in parts.iter().enumerate() {
-                    s.reader(p as u32).seek(p as u32, &r.end)?;
+                    s.seek(p as u32, &r.end)?;
                 }
             }
         }

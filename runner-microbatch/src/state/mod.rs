@@ -105,16 +105,6 @@ impl StateChanges {
     }
 }
 
-impl RestoredState {
-    /// Whether the restored state holds nothing (version 0, or no changes ever).
-    pub fn is_empty(&self) -> bool {
-        match self {
-            RestoredState::Entries(m) => m.is_empty(),
-            RestoredState::Columnar(b) => b.iter().all(|b| b.num_rows() == 0),
-        }
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct DeltaFile {
     version: u64,
