@@ -25,7 +25,8 @@ use arrow::datatypes::{
     DataType as ArrowType, Field as ArrowField, Float64Type, Int64Type, Schema as ArrowSchema,
 };
 use arrow::row::{RowConverter, SortField};
-use hashbrown::{DefaultHashBuilder, HashTable};
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -199,7 +200,8 @@ pub struct ColumnarCombine {
     key_converter: RowConverter,
     window_width: usize,
     key_fields: Vec<ArrowField>,
-    hasher: DefaultHashBuilder,
+    /// Fixed seed: a key's hash is the same in every run (panes are ordered by it).
+    hasher: FixedState,
     table: HashTable<u32>,
     slots: Slots,
     free: Vec<u32>,
@@ -348,7 +350,7 @@ impl ColumnarCombine {
             key_converter,
             window_width,
             key_fields,
-            hasher: DefaultHashBuilder::default(),
+            hasher: FixedState::with_seed(0x5765_6972),
             table: HashTable::new(),
             slots,
             free: Vec::new(),
@@ -685,13 +687,20 @@ impl ColumnarCombine {
         if let Some(w) = current {
             by_window.entry(w).or_default().append(&mut run);
         }
-        // Within a window, by key (row format bytes): the same order live and after a
-        // restore, whatever slots the keys occupy.
+        // Within a window, by the key's fixed-seed hash, then its bytes: the same order live
+        // and after a restore, whatever slots the keys occupy, and cheap to sort.
         let fired: Vec<(u32, PaneInfo)> = by_window
             .into_values()
-            .flat_map(|mut group| {
-                group.sort_unstable_by(|a, b| sl.key(a.0 as usize).cmp(sl.key(b.0 as usize)));
-                group
+            .flat_map(|group| {
+                let mut keyed: Vec<(u64, (u32, PaneInfo))> = group
+                    .into_iter()
+                    .map(|f| (sl.meta[f.0 as usize].hash, f))
+                    .collect();
+                keyed.sort_unstable_by(|(ha, a), (hb, b)| {
+                    ha.cmp(hb)
+                        .then_with(|| sl.key(a.0 as usize).cmp(sl.key(b.0 as usize)))
+                });
+                keyed.into_iter().map(|(_, f)| f)
             })
             .collect();
         let slots: Vec<u32> = fired.iter().map(|(s, _)| *s).collect();
