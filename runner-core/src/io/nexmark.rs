@@ -584,6 +584,9 @@ pub struct NexmarkSource {
     events: Option<u64>,
     /// Per partition: the next offset to generate.
     next: Vec<u64>,
+    /// Per partition: polled or sought by this instance (the rate clock starts from these;
+    /// a runner may open the source once per reader, each reading some partitions).
+    used: Vec<bool>,
     /// Paces output to the target rate.
     pacer: RatePacer,
     /// Reused text buffer.
@@ -646,6 +649,7 @@ impl NexmarkSource {
             ),
             events: settings.events,
             next: (0..u64::from(settings.partitions)).collect(),
+            used: vec![false; settings.partitions as usize],
             pacer: RatePacer::new(settings.rate),
             buf: String::with_capacity(128),
         })
@@ -679,7 +683,12 @@ impl Source for NexmarkSource {
                 self.parts()
             )));
         }
-        let base = self.next.iter().copied().min().unwrap_or(0);
+        self.used[p] = true;
+        let base = (0..self.next.len())
+            .filter(|q| self.used[*q])
+            .map(|q| self.next[q])
+            .min()
+            .unwrap_or(0);
         self.pacer.start(now, base);
         if self.ended(p) {
             return Ok(SourcePoll::Ended);
@@ -735,6 +744,7 @@ impl Source for NexmarkSource {
                 ))
             })?;
         self.next[p] = offset;
+        self.used[p] = true;
         // The rate clock restarts from the restored positions at the next poll.
         self.pacer.reset();
         Ok(())

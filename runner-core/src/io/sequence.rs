@@ -24,6 +24,10 @@ pub struct SequenceSource {
     count: Option<u64>,
     /// Per partition: how many of its values were emitted.
     emitted: Vec<u64>,
+    /// Per partition: polled or sought by this instance. A runner may open the source once
+    /// per reader, each reading some partitions: the rate clock starts from the partitions
+    /// this instance reads, not from positions it never learns.
+    used: Vec<bool>,
     /// Paces output to the target rate.
     pacer: RatePacer,
 }
@@ -70,6 +74,7 @@ impl SequenceSource {
             start,
             count,
             emitted: vec![0; partitions as usize],
+            used: vec![false; partitions as usize],
             pacer: RatePacer::new(rate),
         })
     }
@@ -101,12 +106,12 @@ impl Source for SequenceSource {
                 self.parts()
             )));
         }
-        let base = {
-            (0..self.emitted.len())
-                .map(|q| self.next_index(q))
-                .min()
-                .unwrap_or(0)
-        };
+        self.used[p] = true;
+        let base = (0..self.emitted.len())
+            .filter(|q| self.used[*q])
+            .map(|q| self.next_index(q))
+            .min()
+            .unwrap_or(0);
         self.pacer.start(now, base);
         if self.ended(p) {
             return Ok(SourcePoll::Ended);
@@ -161,6 +166,7 @@ impl Source for SequenceSource {
                 ))
             })?;
         self.emitted[p] = (index - p as u64) / parts;
+        self.used[p] = true;
         // The rate clock restarts from the restored positions at the next poll.
         self.pacer.reset();
         Ok(())
@@ -240,6 +246,16 @@ mod tests {
             values(s.poll(0, 100, 10_000).unwrap()),
             vec![6, 8, 10, 12, 14, 16]
         );
+    }
+
+    #[test]
+    fn an_instance_reading_some_partitions_paces_from_their_positions() {
+        // 1000 rows per second over 2 partitions; this instance reads partition 1 only,
+        // restored at index 100 001: its clock starts there, not at partition 0's index 0.
+        let mut s = SequenceSource::new(&schema(), 0, None, Some(1000.0), 2).unwrap();
+        s.seek(1, &serde_json::json!(100_001)).unwrap();
+        assert!(matches!(s.poll(1, 100, 0).unwrap(), SourcePoll::Pending));
+        assert_eq!(values(s.poll(1, 100, 1_000).unwrap()).len(), 100);
     }
 
     #[test]

@@ -157,17 +157,13 @@ impl SourceNode {
         self.readers[p as usize % self.readers.len()].position(p)
     }
 
-    /// Moves partition `p` to `position` in every reader: a generator paces itself from the
-    /// lowest position it knows over all partitions, so every reader must know them all.
+    /// Moves partition `p` to `position` (in its reader).
     pub fn seek(
         &mut self,
         p: u32,
         position: &serde_json::Value,
     ) -> weir_runner_core::ExecResult<()> {
-        for r in &mut self.readers {
-            r.seek(p, position)?;
-        }
-        Ok(())
+        self.reader(p).seek(p, position)
     }
 
     /// Tells every reader whether it is re-reading logged ranges.

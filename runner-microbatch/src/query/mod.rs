@@ -700,9 +700,6 @@ fn replay_source(
                 source.position(p as u32)
             )));
         }
-        // The other readers learn where the replay left the partition (their pacing).
-        let end = source.position(p as u32);
-        source.seek(p as u32, &end)?;
         total += rows;
     }
     Ok(total)
