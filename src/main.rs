@@ -10,6 +10,10 @@ use std::process::ExitCode;
 use weir::model::requirements::{Feature, Support};
 use weir::model::runner::PipelineOptions;
 
+/// Freed Arrow buffers are reused rather than returned to the kernel (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weir",

@@ -183,10 +183,14 @@ fn outage(service: Service, runner: &str, name: &str) -> Option<String> {
 
     let mut child = spawn_run(&pipeline, runner, &checkpoints);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run (4 s of input) is still going when {service:?} stops"
-    );
+    if let Some(status) = child.try_wait().unwrap() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the run (4 s of input) should still be going when {service:?} stops, but it \
+             ended ({status}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     service.stop();
     std::thread::sleep(Duration::from_secs(2));
     back.now();

@@ -312,6 +312,7 @@ fn deploy(
     let mut env = BuildEnv {
         partitions: BTreeMap::new(),
         sinks: sinks.clone(),
+        columnar_state: true,
     };
     let mut tasks: Vec<Task> = Vec::new();
     for (v, vertex) in graph.vertices.iter().enumerate() {

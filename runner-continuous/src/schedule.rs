@@ -298,6 +298,7 @@ impl Job {
         let mut env = BuildEnv {
             partitions: BTreeMap::new(),
             sinks: sinks.clone(),
+            columnar_state: true,
         };
         let two_phase = storage.is_some();
         let mut subs = Vec::new();

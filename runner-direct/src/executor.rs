@@ -98,6 +98,7 @@ impl<'p> Executor<'p> {
         let mut env = BuildEnv {
             partitions: BTreeMap::new(),
             sinks: sinks.clone(),
+            columnar_state: false,
         };
         let mut nodes = Vec::new();
         let mut consumers: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();

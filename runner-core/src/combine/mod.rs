@@ -7,8 +7,10 @@
 //! counts rows.
 
 mod order;
+mod slots;
 
 pub use order::compare_values;
+pub use slots::{ColumnarCombineSpec, PaneSlots};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};

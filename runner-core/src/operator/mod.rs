@@ -11,6 +11,7 @@
 
 mod aggregate;
 mod assign_timestamps;
+mod columnar_combine;
 mod stateful;
 mod stateless;
 mod window_into;
@@ -27,6 +28,7 @@ use weir_model::TransformNode;
 
 pub use aggregate::AggregateOperator;
 pub use assign_timestamps::AssignTimestampsOperator;
+pub use columnar_combine::ColumnarCombineOperator;
 pub use stateful::StatefulOperator;
 pub use stateless::StatelessOperator;
 pub use window_into::WindowIntoOperator;
@@ -157,6 +159,10 @@ pub struct BuildEnv {
     pub partitions: BTreeMap<String, u32>,
     /// Where in-memory sinks register their output.
     pub sinks: SinkRegistry,
+    /// Whether a `Combine` that columns can hold runs as [`ColumnarCombineOperator`] (the
+    /// streaming runners, for speed) rather than on the general per-key state (the direct
+    /// runner: the reference the columnar operator is tested against).
+    pub columnar_state: bool,
 }
 
 /// Builds the operator for a non-source node. `Read` nodes are sources, see [`crate::io`].
@@ -170,6 +176,11 @@ pub fn build_operator(
             ExecError::Internal(format!("collection `{}` missing from plan", node.inputs[i]))
         })
     };
+    if env.columnar_state {
+        if let Some(op) = ColumnarCombineOperator::new(plan, node)? {
+            return Ok(Box::new(op));
+        }
+    }
     Ok(match &node.transform {
         Transform::Read { .. } => {
             return Err(ExecError::Internal(format!(

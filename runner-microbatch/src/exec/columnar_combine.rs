@@ -1,133 +1,41 @@
 //! The columnar `Combine`: Spark's hash aggregation with its state store, kept in columns.
 //!
-//! A `Combine` over non-merging windows whose aggregations are all built-in counts, sums,
-//! minima, maxima or means over int64/float64 inputs keeps its state as one *slot* per key and
-//! window: the key and window in Arrow's row format, the accumulators in typed vectors, found
-//! through a hash table of slot numbers. A batch costs one hash lookup per row and a typed
-//! loop per aggregation, and its state delta is an Arrow IPC batch of the changed slots plus
-//! the eviction watermark (restoring it re-applies the eviction rule), not one JSON entry per
-//! key and window.
+//! A `Combine` that runner-core's [`PaneSlots`] can hold (non-merging windows, built-in
+//! counts, sums, minima, maxima or means over int64/float64 inputs) keeps its state as one
+//! slot per key and window with the pane bookkeeping below. A batch costs one hash lookup per
+//! row and a typed loop per aggregation, and its state delta is an Arrow IPC batch of the
+//! changed slots plus the eviction watermark (restoring it re-applies the eviction rule), not
+//! one JSON entry per key and window.
 //!
 //! The semantics are [`super::aggregate::WindowedAggregate`]'s, rule for rule: late rows are
 //! those whose window expired at the late-filter watermark, rows of a window whose trigger
 //! finished are dropped like late ones, panes fire and windows are evicted with the eviction
-//! watermark per the node's [`FiringPlan`], nulls (and non-finite floats) are skipped, an
-//! int64 sum that overflows fails. The tests run both stages over the same batches.
+//! watermark per the node's [`FiringPlan`]. The tests run both stages over the same batches.
 
 use super::{BatchContext, StageOutput};
 use crate::error::{MicroBatchError, Result};
 use crate::state::{RestoredState, StateChanges, EVICTED_AT};
 use crate::translate::{firing_plan, FiringPlan, PaneCondition};
 use crate::watermark::is_late;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch};
-use arrow::compute::{cast, filter_record_batch};
+use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::{
-    DataType as ArrowType, Field as ArrowField, Float64Type, Int64Type, Schema as ArrowSchema,
+    DataType as ArrowType, Field as ArrowField, Int64Type, Schema as ArrowSchema,
 };
-use arrow::row::{RowConverter, SortField};
-use foldhash::fast::FixedState;
-use hashbrown::HashTable;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
+use std::collections::HashMap;
 use std::sync::Arc;
 use weir_model::plan::Plan;
 use weir_model::time::{Duration, Timestamp, MAX_TIMESTAMP};
-use weir_model::transform::{AggregateFn, Transform};
-use weir_model::window::{LateDataPolicy, PaneInfo, PaneTiming, Window};
-use weir_model::{DataType, Expr, Schema, TransformNode};
-use weir_runner_core::batch::{self, ElementMeta};
-use weir_runner_core::combine::{Accumulator, Combiner};
-use weir_runner_core::eval::evaluate_in;
+use weir_model::window::{LateDataPolicy, PaneInfo, PaneTiming};
+use weir_model::TransformNode;
+use weir_runner_core::batch;
+use weir_runner_core::combine::{ColumnarCombineSpec, PaneSlots};
 use weir_runner_core::window::window_is_expired;
 use weir_runner_core::ExecError;
 
-/// What one aggregation computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AggKind {
-    RowCount,
-    CountNonNull,
-    SumInt,
-    SumFloat,
-    Min,
-    Max,
-    Mean,
-}
-
-/// One aggregation: its output column, what it computes, over which input.
-#[derive(Debug, Clone)]
-struct AggSpec {
-    name: String,
-    kind: AggKind,
-    input: Option<Expr>,
-    /// The input's type for sums, minima, maxima and means: int64 or float64.
-    input_type: ArrowType,
-    /// The output column's type.
-    output_type: ArrowType,
-}
-
-/// The accumulators of one aggregation, one per slot.
-#[derive(Debug, Clone)]
-enum AccColumn {
-    /// Counts.
-    Count(Vec<i64>),
-    /// Int64 sums, minima or maxima; `None` until a value arrives.
-    Int(Vec<Option<i64>>),
-    /// Float64 sums, minima or maxima; `None` until a value arrives.
-    Float(Vec<Option<f64>>),
-    /// Sum and count of the values.
-    Mean(Vec<f64>, Vec<i64>),
-}
-
-impl AccColumn {
-    fn for_spec(spec: &AggSpec) -> AccColumn {
-        match spec.kind {
-            AggKind::RowCount | AggKind::CountNonNull => AccColumn::Count(Vec::new()),
-            AggKind::SumInt => AccColumn::Int(Vec::new()),
-            AggKind::SumFloat => AccColumn::Float(Vec::new()),
-            AggKind::Min | AggKind::Max if spec.input_type == ArrowType::Int64 => {
-                AccColumn::Int(Vec::new())
-            }
-            AggKind::Min | AggKind::Max => AccColumn::Float(Vec::new()),
-            AggKind::Mean => AccColumn::Mean(Vec::new(), Vec::new()),
-        }
-    }
-
-    /// Appends an empty accumulator (a new slot).
-    fn push(&mut self) {
-        match self {
-            AccColumn::Count(v) => v.push(0),
-            AccColumn::Int(v) => v.push(None),
-            AccColumn::Float(v) => v.push(None),
-            AccColumn::Mean(s, c) => {
-                s.push(0.0);
-                c.push(0);
-            }
-        }
-    }
-
-    /// Empties slot `i`'s accumulator.
-    fn reset(&mut self, i: usize) {
-        match self {
-            AccColumn::Count(v) => v[i] = 0,
-            AccColumn::Int(v) => v[i] = None,
-            AccColumn::Float(v) => v[i] = None,
-            AccColumn::Mean(s, c) => {
-                s[i] = 0.0;
-                c[i] = 0;
-            }
-        }
-    }
-}
-
-/// One slot's key, window and pane bookkeeping (one cache line to touch per row).
+/// One slot's pane bookkeeping in Spark's batch-at-a-time firing.
 #[derive(Debug, Clone, Copy, Default)]
-struct SlotMeta {
-    /// Where the key (row format) starts in the arena, and its length.
-    key_offset: usize,
-    key_len: u32,
-    hash: u64,
-    start: i64,
-    end: i64,
+struct PaneBook {
     /// Rows since the last pane.
     pane_rows: u64,
     /// Batch timestamp of the pane's first row.
@@ -136,83 +44,26 @@ struct SlotMeta {
     next_pane: u64,
     /// Whether the ON_TIME pane has fired.
     fired_on_time: bool,
-    /// Whether the slot holds a window (evicted slots are reused).
-    live: bool,
     /// Changed since the last state delta.
     dirty: bool,
-}
-
-/// Per slot: the key and window (row format), the pane bookkeeping, the accumulators.
-#[derive(Debug, Default)]
-struct Slots {
-    /// The slots' keys (row format), back to back: one allocation for all of them.
-    arena: Vec<u8>,
-    /// Bytes of `arena` that belong to evicted slots (reclaimed by [`Slots::compact`]).
-    garbage: usize,
-    meta: Vec<SlotMeta>,
-    accs: Vec<AccColumn>,
-}
-
-impl Slots {
-    fn len(&self) -> usize {
-        self.meta.len()
-    }
-
-    fn key(&self, slot: usize) -> &[u8] {
-        let at = self.meta[slot].key_offset;
-        &self.arena[at..at + self.meta[slot].key_len as usize]
-    }
-
-    /// Rewrites the arena with the live slots' keys only, once evicted keys fill half of it.
-    fn compact(&mut self) {
-        if self.garbage < (1 << 20) || self.garbage * 2 < self.arena.len() {
-            return;
-        }
-        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
-        for s in 0..self.len() {
-            if self.meta[s].live {
-                let at = self.meta[s].key_offset;
-                self.meta[s].key_offset = arena.len();
-                arena.extend_from_slice(&self.arena[at..at + self.meta[s].key_len as usize]);
-            }
-        }
-        self.arena = arena;
-        self.garbage = 0;
-    }
 }
 
 /// A built-in `Combine` over non-merging windows, with its state in columns.
 #[derive(Debug)]
 pub struct ColumnarCombine {
     node: String,
-    group_by: Vec<String>,
-    aggs: Vec<AggSpec>,
     firing: FiringPlan,
-    output_schema: Schema,
     late_tag: Option<String>,
     /// Complete output mode: every open window's result at every batch end.
     complete: bool,
-    /// Key columns, window start and end, in Arrow's row format.
-    converter: RowConverter,
-    /// The key columns alone in Arrow's row format: a slot's key bytes minus the window's
-    /// `window_width` trailing bytes (the row format encodes columns one after the other, and
-    /// two int64s at a fixed width), decoded without decoding the window again.
-    key_converter: RowConverter,
-    window_width: usize,
-    key_fields: Vec<ArrowField>,
-    /// Fixed seed: a key's hash is the same in every run (panes are ordered by it).
-    hasher: FixedState,
-    table: HashTable<u32>,
-    slots: Slots,
-    free: Vec<u32>,
-    live: u64,
+    slots: PaneSlots<PaneBook>,
     /// Slots marked dirty since the last delta (may repeat; the flag decides).
     dirty: Vec<u32>,
     /// The eviction watermark of the last batch, for the delta.
     evicted_at: Option<Timestamp>,
 }
 
-/// The columns of a columnar state batch after the key columns.
+/// The pane bookkeeping columns of a state batch, between the window and the accumulators.
 const STATE_START: &str = "__win_start";
 const STATE_END: &str = "__win_end";
 const STATE_PANE_ROWS: &str = "__pane_rows";
@@ -224,137 +75,23 @@ fn internal(m: String) -> MicroBatchError {
     MicroBatchError::Exec(ExecError::Internal(m))
 }
 
-fn arrow_err(e: arrow::error::ArrowError) -> MicroBatchError {
-    MicroBatchError::Exec(ExecError::from(e))
-}
-
 impl ColumnarCombine {
     /// The columnar stage of `node`, or `None` when it is not a `Combine` this stage runs
-    /// (merging windows, a user combiner, a distinct count, inputs other than int64/float64):
-    /// those run as [`super::aggregate::WindowedAggregate`].
+    /// (see [`ColumnarCombineSpec::new`]): those run as
+    /// [`super::aggregate::WindowedAggregate`].
     pub fn new(plan: &Plan, node: &TransformNode) -> Result<Option<Self>> {
-        let Transform::Combine {
-            group_by,
-            aggregations,
-        } = &node.transform
-        else {
+        let Some(spec) = ColumnarCombineSpec::new(plan, node)? else {
             return Ok(None);
-        };
-        if node.inputs.len() != 1 {
-            return Ok(None);
-        }
-        let input = plan.collection(&node.inputs[0]).ok_or_else(|| {
-            internal(format!(
-                "`{}`: input `{}` missing from the plan",
-                node.name, node.inputs[0]
-            ))
-        })?;
-        if input.windowing.window_fn.is_merging() {
-            return Ok(None);
-        }
-        let output_schema = plan
-            .collection(&node.name)
-            .ok_or_else(|| internal(format!("`{}` missing from the plan", node.name)))?
-            .schema
-            .clone();
-        let mut aggs = Vec::new();
-        for a in aggregations {
-            let Some(field) = output_schema.field(&a.name) else {
-                return Ok(None);
-            };
-            let Ok(combiner) = Combiner::new(a, &field.data_type) else {
-                return Ok(None);
-            };
-            let input_type = match &a.input {
-                Some(e) => match e.data_type(&input.schema) {
-                    Ok(DataType::Int64) => ArrowType::Int64,
-                    Ok(DataType::Float64) => ArrowType::Float64,
-                    Ok(_) => ArrowType::Null,
-                    Err(_) => return Ok(None),
-                },
-                None => ArrowType::Null,
-            };
-            let numeric = matches!(input_type, ArrowType::Int64 | ArrowType::Float64);
-            let kind = match (combiner.create(), &a.input, &a.func) {
-                (_, None, AggregateFn::Custom(_)) => return Ok(None),
-                (Accumulator::Count { .. }, None, _) => AggKind::RowCount,
-                (Accumulator::Count { .. }, Some(_), _) => AggKind::CountNonNull,
-                (Accumulator::SumInt { .. }, Some(_), _) if input_type == ArrowType::Int64 => {
-                    AggKind::SumInt
-                }
-                (Accumulator::SumFloat { .. }, Some(_), _) if input_type == ArrowType::Float64 => {
-                    AggKind::SumFloat
-                }
-                (Accumulator::Min { .. }, Some(_), _) if numeric => AggKind::Min,
-                (Accumulator::Max { .. }, Some(_), _) if numeric => AggKind::Max,
-                (Accumulator::Mean { .. }, Some(_), _) if numeric => AggKind::Mean,
-                _ => return Ok(None),
-            };
-            aggs.push(AggSpec {
-                name: a.name.clone(),
-                kind,
-                input: a.input.clone(),
-                input_type,
-                output_type: field.to_arrow().data_type().clone(),
-            });
-        }
-        let mut key_fields = Vec::new();
-        for k in group_by {
-            let f = input.schema.field(k).ok_or_else(|| {
-                internal(format!("`{}`: no key column `{k}` in its input", node.name))
-            })?;
-            // Float keys: the JSON path groups NaN, infinities and null as one null key;
-            // Arrow's row format keeps them apart.
-            if matches!(f.data_type, DataType::Float64) {
-                return Ok(None);
-            }
-            key_fields.push(f.to_arrow());
-        }
-        let mut sort_fields: Vec<SortField> = key_fields
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect();
-        sort_fields.push(SortField::new(ArrowType::Int64));
-        sort_fields.push(SortField::new(ArrowType::Int64));
-        let key_converter =
-            RowConverter::new(sort_fields[..group_by.len()].to_vec()).map_err(arrow_err)?;
-        let converter = RowConverter::new(sort_fields).map_err(arrow_err)?;
-        let window_width = {
-            let window = RowConverter::new(vec![
-                SortField::new(ArrowType::Int64),
-                SortField::new(ArrowType::Int64),
-            ])
-            .map_err(arrow_err)?;
-            let one: ArrayRef = Arc::new(Int64Array::from(vec![0]));
-            let rows = window
-                .convert_columns(&[one.clone(), one])
-                .map_err(arrow_err)?;
-            rows.row(0).data().len()
-        };
-        let slots = Slots {
-            accs: aggs.iter().map(AccColumn::for_spec).collect(),
-            ..Slots::default()
         };
         Ok(Some(ColumnarCombine {
             node: node.name.clone(),
-            group_by: group_by.clone(),
-            aggs,
-            firing: firing_plan(&input.windowing)?,
-            output_schema,
-            late_tag: match &input.windowing.late_data {
+            firing: firing_plan(&spec.windowing)?,
+            late_tag: match &spec.windowing.late_data {
                 LateDataPolicy::SideOutput { tag } => Some(tag.clone()),
                 LateDataPolicy::Drop => None,
             },
             complete: false,
-            converter,
-            key_converter,
-            window_width,
-            key_fields,
-            hasher: FixedState::with_seed(0x5765_6972),
-            table: HashTable::new(),
-            slots,
-            free: Vec::new(),
-            live: 0,
+            slots: PaneSlots::new(spec)?,
             dirty: Vec::new(),
             evicted_at: None,
         }))
@@ -367,7 +104,7 @@ impl ColumnarCombine {
 
     /// Rows of state.
     pub fn state_rows(&self) -> u64 {
-        self.live
+        self.slots.live()
     }
 
     /// Handles the batch's input rows, then fires and evicts.
@@ -383,93 +120,16 @@ impl ColumnarCombine {
         if let Some(b) = self.fire_and_evict(ctx)? {
             out.outputs.push((None, b));
         }
-        out.state_rows = self.live;
+        out.state_rows = self.slots.live();
         Ok(out)
     }
 
     fn mark_dirty(&mut self, slot: u32) {
-        let s = slot as usize;
-        if !self.slots.meta[s].dirty {
-            self.slots.meta[s].dirty = true;
+        let book = self.slots.panes_mut(slot);
+        if !book.dirty {
+            book.dirty = true;
             self.dirty.push(slot);
         }
-    }
-
-    /// The slot of (`key`, window), created empty if there is none.
-    fn slot_for(&mut self, key: &[u8], start: i64, end: i64) -> (u32, bool) {
-        let hash = self.hasher.hash_one(key);
-        let Self { table, slots, .. } = self;
-        if let Some(s) = table.find(hash, |&s| slots.key(s as usize) == key) {
-            return (*s, false);
-        }
-        let sl = &mut self.slots;
-        let offset = sl.arena.len();
-        sl.arena.extend_from_slice(key);
-        let meta = SlotMeta {
-            key_offset: offset,
-            key_len: key.len() as u32,
-            hash,
-            start,
-            end,
-            pane_rows: 0,
-            opened_at: None,
-            next_pane: 0,
-            fired_on_time: false,
-            live: true,
-            dirty: false,
-        };
-        let slot = match self.free.pop() {
-            Some(s) => {
-                let i = s as usize;
-                sl.meta[i] = meta;
-                sl.accs.iter_mut().for_each(|a| a.reset(i));
-                s
-            }
-            None => {
-                sl.meta.push(meta);
-                sl.accs.iter_mut().for_each(AccColumn::push);
-                (sl.meta.len() - 1) as u32
-            }
-        };
-        let metas = &self.slots.meta;
-        self.table
-            .insert_unique(hash, slot, |&s| metas[s as usize].hash);
-        self.live += 1;
-        (slot, true)
-    }
-
-    /// Frees `slots`; the hash table forgets them by lookup when they are few, by one pass
-    /// over the table when they are many.
-    fn evict(&mut self, slots: &[u32]) {
-        if slots.is_empty() {
-            return;
-        }
-        for &slot in slots {
-            let i = slot as usize;
-            self.slots.meta[i].live = false;
-            self.slots.meta[i].dirty = false;
-            self.slots.garbage += self.slots.meta[i].key_len as usize;
-        }
-        if slots.len() * 4 >= self.table.len() {
-            // A dense bitmap: the pass over the table then touches no slot's metadata.
-            let mut gone = vec![false; self.slots.len()];
-            for &slot in slots {
-                gone[slot as usize] = true;
-            }
-            self.table.retain(|s| !gone[*s as usize]);
-        } else {
-            for &slot in slots {
-                if let Ok(entry) = self
-                    .table
-                    .find_entry(self.slots.meta[slot as usize].hash, |&s| s == slot)
-                {
-                    entry.remove();
-                }
-            }
-        }
-        self.free.extend_from_slice(slots);
-        self.live -= slots.len() as u64;
-        self.slots.compact();
     }
 
     /// Whether a row in window [start, end) is too late for it: the window has expired at
@@ -492,72 +152,34 @@ impl ColumnarCombine {
         if n == 0 {
             return Ok(());
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.group_by.len() + 2);
-        for k in self
-            .group_by
-            .iter()
-            .map(String::as_str)
-            .chain([batch::WIN_START, batch::WIN_END])
-        {
-            columns.push(batch.column_by_name(k).cloned().ok_or_else(|| {
-                internal(format!("`{}`: no column `{k}` in its input", self.node))
-            })?);
-        }
-        let inputs: Vec<Option<ArrayRef>> = self
-            .aggs
-            .iter()
-            .map(|a| match &a.input {
-                Some(e) => {
-                    let col = evaluate_in(&self.node, e, batch)?;
-                    let wanted = &a.input_type;
-                    Ok(Some(
-                        if col.data_type() == wanted || a.kind == AggKind::CountNonNull {
-                            col
-                        } else {
-                            cast(&col, wanted).map_err(ExecError::from)?
-                        },
-                    ))
-                }
-                None => Ok(None),
-            })
-            .collect::<std::result::Result<_, ExecError>>()?;
-        let rows = self
-            .converter
-            .convert_columns(&columns)
-            .map_err(arrow_err)?;
+        let inputs = self.slots.inputs(batch)?;
+        let rows = self.slots.slot_keys(batch)?;
         let (_, starts, ends) = batch::ts_and_window(batch);
         let mut late = vec![false; n];
         let mut slot_of_row = vec![u32::MAX; n];
         let finishes = self.firing.late.is_none();
-        let metas = &self.slots.meta;
-        self.table.reserve(n, |&s| metas[s as usize].hash);
+        self.slots.reserve(n);
         for r in 0..n {
             let end = ends.value(r);
             if self.row_is_late(end, ctx.late_filter_watermark) {
                 late[r] = true;
                 continue;
             }
-            let (slot, created) = self.slot_for(rows.row(r).data(), starts.value(r), end);
-            let s = slot as usize;
+            let (slot, created) = self
+                .slots
+                .slot_for(rows.row(r).data(), starts.value(r), end);
             // A window whose trigger fired ON_TIME without late firings takes no more rows.
-            if !created && finishes && self.slots.meta[s].fired_on_time {
+            if !created && finishes && self.slots.panes(slot).fired_on_time {
                 late[r] = true;
                 continue;
             }
             slot_of_row[r] = slot;
-            self.slots.meta[s].pane_rows += 1;
-            self.slots.meta[s]
-                .opened_at
-                .get_or_insert(ctx.batch_timestamp);
+            let book = self.slots.panes_mut(slot);
+            book.pane_rows += 1;
+            book.opened_at.get_or_insert(ctx.batch_timestamp);
             self.mark_dirty(slot);
         }
-        for (spec, (acc, input)) in self
-            .aggs
-            .iter()
-            .zip(self.slots.accs.iter_mut().zip(&inputs))
-        {
-            accumulate(&self.node, spec, acc, input.as_ref(), &slot_of_row)?;
-        }
+        self.slots.accumulate(&inputs, &slot_of_row)?;
         self.route_late(batch, late, out)
     }
 
@@ -592,43 +214,40 @@ impl ColumnarCombine {
         let mut fired: Vec<(u32, PaneInfo)> = Vec::new();
         let mut expired_slots = Vec::new();
         for slot in 0..self.slots.len() as u32 {
-            let s = slot as usize;
-            if !self.slots.meta[s].live {
+            if !self.slots.is_live(slot) {
                 continue;
             }
-            let window = Window::new(self.slots.meta[s].start, self.slots.meta[s].end);
+            let window = self.slots.window(slot);
             let closed = is_late(window.end, wm);
             let expired = wm.is_some_and(|w| window_is_expired(&window, lateness, w));
-            let (rows, opened, fired_on_time) = (
-                self.slots.meta[s].pane_rows,
-                self.slots.meta[s].opened_at,
-                self.slots.meta[s].fired_on_time,
-            );
+            let book = *self.slots.panes(slot);
             let condition = if closed {
                 self.firing.late
             } else {
                 self.firing.early
             };
+            let rows = book.pane_rows;
             let due_by_condition = condition
-                .is_some_and(|c| c.holds(rows, opened, ctx.batch_timestamp))
-                && (!closed || fired_on_time || !self.firing.on_time);
+                .is_some_and(|c| c.holds(rows, book.opened_at, ctx.batch_timestamp))
+                && (!closed || book.fired_on_time || !self.firing.on_time);
             let due_on_time = closed
                 && self.firing.on_time
-                && !fired_on_time
+                && !book.fired_on_time
                 && (rows > 0 || self.firing.fire_always);
             let due_closing =
                 expired && self.firing.closing_pane && (rows > 0 || self.firing.fire_always);
             let due_complete = self.complete && !closed;
             if due_by_condition || due_on_time || due_closing || due_complete {
+                let book = self.slots.panes_mut(slot);
                 let timing = if !closed {
                     PaneTiming::Early
-                } else if !fired_on_time {
-                    self.slots.meta[s].fired_on_time = true;
+                } else if !book.fired_on_time {
+                    book.fired_on_time = true;
                     PaneTiming::OnTime
                 } else {
                     PaneTiming::Late
                 };
-                let index = self.slots.meta[s].next_pane;
+                let index = book.next_pane;
                 fired.push((
                     slot,
                     PaneInfo {
@@ -638,121 +257,39 @@ impl ColumnarCombine {
                         is_last: expired,
                     },
                 ));
-                self.slots.meta[s].next_pane += 1;
-                self.slots.meta[s].pane_rows = 0;
-                self.slots.meta[s].opened_at = None;
+                book.next_pane += 1;
+                book.pane_rows = 0;
+                book.opened_at = None;
                 self.mark_dirty(slot);
-            } else if closed && self.firing.on_time && !fired_on_time {
+            } else if closed && self.firing.on_time && !book.fired_on_time {
                 // Nothing new to show at the close of a discarding window: it still closes.
-                self.slots.meta[s].fired_on_time = true;
+                self.slots.panes_mut(slot).fired_on_time = true;
                 self.mark_dirty(slot);
             }
             if expired {
                 expired_slots.push(slot);
             }
         }
-        let output = self.pane_output(&fired)?;
+        let output = if fired.is_empty() {
+            None
+        } else {
+            self.slots.sort_panes(&mut fired);
+            Some(self.slots.pane_output(&fired)?)
+        };
         if !self.firing.accumulating {
             for (slot, _) in &fired {
-                self.slots
-                    .accs
-                    .iter_mut()
-                    .for_each(|a| a.reset(*slot as usize));
+                self.slots.reset_accumulators(*slot);
             }
         }
         self.evict(&expired_slots);
         Ok(output)
     }
 
-    /// The output rows of the fired panes, ordered by window then key.
-    fn pane_output(&self, fired: &[(u32, PaneInfo)]) -> Result<Option<RecordBatch>> {
-        if fired.is_empty() {
-            return Ok(None);
+    fn evict(&mut self, slots: &[u32]) {
+        for &slot in slots {
+            self.slots.panes_mut(slot).dirty = false;
         }
-        let sl = &self.slots;
-        // By window (runs of slots of one window are grouped, not sorted), then by key.
-        let mut by_window: BTreeMap<(i64, i64), Vec<(u32, PaneInfo)>> = BTreeMap::new();
-        let mut run: Vec<(u32, PaneInfo)> = Vec::new();
-        let mut current = None;
-        for f in fired.iter() {
-            let m = &sl.meta[f.0 as usize];
-            if current != Some((m.start, m.end)) {
-                if let Some(w) = current {
-                    by_window.entry(w).or_default().append(&mut run);
-                }
-                current = Some((m.start, m.end));
-            }
-            run.push(*f);
-        }
-        if let Some(w) = current {
-            by_window.entry(w).or_default().append(&mut run);
-        }
-        // Within a window, by the key's fixed-seed hash, then its bytes: the same order live
-        // and after a restore, whatever slots the keys occupy, and cheap to sort.
-        let fired: Vec<(u32, PaneInfo)> = by_window
-            .into_values()
-            .flat_map(|group| {
-                let mut keyed: Vec<(u64, (u32, PaneInfo))> = group
-                    .into_iter()
-                    .map(|f| (sl.meta[f.0 as usize].hash, f))
-                    .collect();
-                keyed.sort_unstable_by(|(ha, a), (hb, b)| {
-                    ha.cmp(hb)
-                        .then_with(|| sl.key(a.0 as usize).cmp(sl.key(b.0 as usize)))
-                });
-                keyed.into_iter().map(|(_, f)| f)
-            })
-            .collect();
-        let slots: Vec<u32> = fired.iter().map(|(s, _)| *s).collect();
-        let keys = self.key_columns(&slots)?;
-        let mut by_name: HashMap<&str, ArrayRef> =
-            self.group_by.iter().map(String::as_str).zip(keys).collect();
-        for (spec, acc) in self.aggs.iter().zip(&sl.accs) {
-            let values = extract(acc, &slots);
-            let values = if values.data_type() == &spec.output_type {
-                values
-            } else {
-                cast(&values, &spec.output_type).map_err(arrow_err)?
-            };
-            by_name.insert(spec.name.as_str(), values);
-        }
-        let columns = self
-            .output_schema
-            .fields
-            .iter()
-            .map(|f| {
-                by_name.remove(f.name.as_str()).ok_or_else(|| {
-                    internal(format!("`{}`: no output column `{}`", self.node, f.name))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let metas: Vec<ElementMeta> = fired
-            .iter()
-            .map(|(s, pane)| {
-                let window = Window::new(sl.meta[*s as usize].start, sl.meta[*s as usize].end);
-                ElementMeta {
-                    ts: window.max_timestamp(),
-                    window,
-                    pane: *pane,
-                }
-            })
-            .collect();
-        Ok(Some(
-            batch::with_meta(&self.output_schema, columns, &metas).map_err(arrow_err)?,
-        ))
-    }
-
-    /// The key columns of `slots`, decoded from their row format.
-    fn key_columns(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
-        let parser = self.key_converter.parser();
-        let columns = self
-            .key_converter
-            .convert_rows(slots.iter().map(|s| {
-                let key = self.slots.key(*s as usize);
-                parser.parse(&key[..key.len() - self.window_width])
-            }))
-            .map_err(arrow_err)?;
-        Ok(columns)
+        self.slots.evict(slots);
     }
 
     /// Whether a pane waiting on processing time would fire at batch timestamp `now`.
@@ -763,27 +300,18 @@ impl ColumnarCombine {
             .filter(|c| matches!(c, PaneCondition::AfterProcessingTime(_)))
             .collect();
         !timed.is_empty()
-            && (0..self.slots.len()).any(|s| {
-                self.slots.meta[s].live
+            && (0..self.slots.len() as u32).any(|s| {
+                self.slots.is_live(s)
                     && timed.iter().any(|c| {
-                        c.holds(
-                            self.slots.meta[s].pane_rows,
-                            self.slots.meta[s].opened_at,
-                            now,
-                        )
+                        let book = self.slots.panes(s);
+                        c.holds(book.pane_rows, book.opened_at, now)
                     })
             })
     }
 
     /// The schema of this stage's state batches.
     fn state_schema(&self, evicted_at: Option<Timestamp>) -> Arc<ArrowSchema> {
-        let mut fields: Vec<ArrowField> = self
-            .key_fields
-            .iter()
-            .map(|f| f.clone().with_nullable(true))
-            .collect();
-        fields.push(ArrowField::new(STATE_START, ArrowType::Int64, false));
-        fields.push(ArrowField::new(STATE_END, ArrowType::Int64, false));
+        let mut fields = self.slots.key_window_fields(STATE_START, STATE_END);
         fields.push(ArrowField::new(STATE_PANE_ROWS, ArrowType::Int64, false));
         fields.push(ArrowField::new(STATE_OPENED_AT, ArrowType::Int64, true));
         fields.push(ArrowField::new(STATE_NEXT_PANE, ArrowType::Int64, false));
@@ -792,35 +320,7 @@ impl ColumnarCombine {
             ArrowType::Boolean,
             false,
         ));
-        for (i, acc) in self.slots.accs.iter().enumerate() {
-            match acc {
-                AccColumn::Count(_) => fields.push(ArrowField::new(
-                    format!("__acc{i}"),
-                    ArrowType::Int64,
-                    false,
-                )),
-                AccColumn::Int(_) => {
-                    fields.push(ArrowField::new(format!("__acc{i}"), ArrowType::Int64, true))
-                }
-                AccColumn::Float(_) => fields.push(ArrowField::new(
-                    format!("__acc{i}"),
-                    ArrowType::Float64,
-                    true,
-                )),
-                AccColumn::Mean(..) => {
-                    fields.push(ArrowField::new(
-                        format!("__acc{i}_sum"),
-                        ArrowType::Float64,
-                        false,
-                    ));
-                    fields.push(ArrowField::new(
-                        format!("__acc{i}_count"),
-                        ArrowType::Int64,
-                        false,
-                    ));
-                }
-            }
-        }
+        fields.extend(self.slots.accumulator_fields());
         let metadata: HashMap<String, String> = evicted_at
             .map(|w| {
                 [(EVICTED_AT.to_string(), w.to_string())]
@@ -833,47 +333,23 @@ impl ColumnarCombine {
 
     /// `slots` as a state batch.
     fn state_batch(&self, slots: &[u32], evicted_at: Option<Timestamp>) -> Result<RecordBatch> {
-        let sl = &self.slots;
-        let idx = |v: &[i64]| Int64Array::from_iter_values(slots.iter().map(|s| v[*s as usize]));
-        let mut columns = self.key_columns(slots)?;
+        let book = |s: &u32| *self.slots.panes(*s);
+        let mut columns = self.slots.key_window_columns(slots)?;
         columns.push(Arc::new(Int64Array::from_iter_values(
-            slots.iter().map(|s| sl.meta[*s as usize].start),
-        )));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            slots.iter().map(|s| sl.meta[*s as usize].end),
-        )));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            slots.iter().map(|s| sl.meta[*s as usize].pane_rows as i64),
+            slots.iter().map(|s| book(s).pane_rows as i64),
         )));
         columns.push(Arc::new(Int64Array::from_iter(
-            slots.iter().map(|s| sl.meta[*s as usize].opened_at),
+            slots.iter().map(|s| book(s).opened_at),
         )));
         columns.push(Arc::new(Int64Array::from_iter_values(
-            slots.iter().map(|s| sl.meta[*s as usize].next_pane as i64),
+            slots.iter().map(|s| book(s).next_pane as i64),
         )));
         columns.push(Arc::new(BooleanArray::from_iter(
-            slots
-                .iter()
-                .map(|s| Some(sl.meta[*s as usize].fired_on_time)),
+            slots.iter().map(|s| Some(book(s).fired_on_time)),
         )));
-        for acc in &sl.accs {
-            match acc {
-                AccColumn::Count(v) => columns.push(Arc::new(idx(v))),
-                AccColumn::Int(v) => columns.push(Arc::new(Int64Array::from_iter(
-                    slots.iter().map(|s| v[*s as usize]),
-                ))),
-                AccColumn::Float(v) => columns.push(Arc::new(Float64Array::from_iter(
-                    slots.iter().map(|s| v[*s as usize]),
-                ))),
-                AccColumn::Mean(sum, count) => {
-                    columns.push(Arc::new(Float64Array::from_iter_values(
-                        slots.iter().map(|s| sum[*s as usize]),
-                    )));
-                    columns.push(Arc::new(idx(count)));
-                }
-            }
-        }
-        RecordBatch::try_new(self.state_schema(evicted_at), columns).map_err(arrow_err)
+        columns.extend(self.slots.accumulator_columns(slots));
+        RecordBatch::try_new(self.state_schema(evicted_at), columns)
+            .map_err(|e| MicroBatchError::Exec(ExecError::from(e)))
     }
 
     /// The changes since the last call (the changed slots and the eviction watermark), and
@@ -881,17 +357,15 @@ impl ColumnarCombine {
     pub fn take_changes(&mut self, full: bool) -> Result<StateChanges> {
         let mut changed = Vec::with_capacity(self.dirty.len());
         for slot in std::mem::take(&mut self.dirty) {
-            let s = slot as usize;
-            if self.slots.meta[s].dirty {
-                self.slots.meta[s].dirty = false;
+            let book = self.slots.panes_mut(slot);
+            if book.dirty {
+                book.dirty = false;
                 changed.push(slot);
             }
         }
         let delta = vec![self.state_batch(&changed, self.evicted_at)?];
         let full = if full {
-            let live: Vec<u32> = (0..self.slots.len() as u32)
-                .filter(|s| self.slots.meta[*s as usize].live)
-                .collect();
+            let live = self.slots.live_slots_where(|_| true);
             Some(vec![self.state_batch(&live, None)?])
         } else {
             None
@@ -902,14 +376,8 @@ impl ColumnarCombine {
     /// Replaces the state with a restored version: the base snapshot's slots, then each
     /// delta's upserts and evictions in order.
     pub fn restore(&mut self, state: RestoredState) -> Result<()> {
-        self.table.clear();
-        self.slots = Slots {
-            accs: self.aggs.iter().map(AccColumn::for_spec).collect(),
-            ..Slots::default()
-        };
-        self.free.clear();
+        self.slots.clear();
         self.dirty.clear();
-        self.live = 0;
         self.evicted_at = None;
         let batches = match state {
             RestoredState::Columnar(b) => b,
@@ -925,8 +393,8 @@ impl ColumnarCombine {
         for b in &batches {
             self.apply_state_batch(b)?;
         }
-        for m in &mut self.slots.meta {
-            m.dirty = false;
+        for slot in 0..self.slots.len() as u32 {
+            self.slots.panes_mut(slot).dirty = false;
         }
         self.dirty.clear();
         Ok(())
@@ -961,42 +429,21 @@ impl ColumnarCombine {
             }
             columns.push(c);
         }
-        let k = self.group_by.len();
-        let rows = self
-            .converter
-            .convert_columns(&columns[..k + 2])
-            .map_err(arrow_err)?;
+        let k = self.slots.spec().group_by.len();
         let i64s = |i: usize| columns[i].as_primitive::<Int64Type>().clone();
-        let (starts, ends, pane_rows, opened, next_pane) =
-            (i64s(k), i64s(k + 1), i64s(k + 2), i64s(k + 3), i64s(k + 4));
+        let (pane_rows, opened, next_pane) = (i64s(k + 2), i64s(k + 3), i64s(k + 4));
         let fired = columns[k + 5].as_boolean().clone();
-        for r in 0..b.num_rows() {
-            let (slot, _) = self.slot_for(rows.row(r).data(), starts.value(r), ends.value(r));
-            let s = slot as usize;
-            self.slots.meta[s].pane_rows = pane_rows.value(r) as u64;
-            self.slots.meta[s].opened_at = opened.is_valid(r).then(|| opened.value(r));
-            self.slots.meta[s].next_pane = next_pane.value(r) as u64;
-            self.slots.meta[s].fired_on_time = fired.value(r);
-            let mut c = k + 6;
-            for acc in &mut self.slots.accs {
-                match acc {
-                    AccColumn::Count(v) => v[s] = columns[c].as_primitive::<Int64Type>().value(r),
-                    AccColumn::Int(v) => {
-                        let a = columns[c].as_primitive::<Int64Type>();
-                        v[s] = a.is_valid(r).then(|| a.value(r));
-                    }
-                    AccColumn::Float(v) => {
-                        let a = columns[c].as_primitive::<Float64Type>();
-                        v[s] = a.is_valid(r).then(|| a.value(r));
-                    }
-                    AccColumn::Mean(sum, count) => {
-                        sum[s] = columns[c].as_primitive::<Float64Type>().value(r);
-                        c += 1;
-                        count[s] = columns[c].as_primitive::<Int64Type>().value(r);
-                    }
-                }
-                c += 1;
-            }
+        let slots = self
+            .slots
+            .restore_rows(&columns[..k + 2], &columns[k + 6..])?;
+        for (r, slot) in slots.into_iter().enumerate() {
+            *self.slots.panes_mut(slot) = PaneBook {
+                pane_rows: pane_rows.value(r) as u64,
+                opened_at: opened.is_valid(r).then(|| opened.value(r)),
+                next_pane: next_pane.value(r) as u64,
+                fired_on_time: fired.value(r),
+                dirty: false,
+            };
         }
         if let Some(w) = b.schema().metadata().get(EVICTED_AT) {
             let w: Timestamp = w.parse().map_err(|_| {
@@ -1006,154 +453,12 @@ impl ColumnarCombine {
                 ))
             })?;
             let lateness = Duration(self.firing.allowed_lateness);
-            let expired: Vec<u32> = (0..self.slots.len() as u32)
-                .filter(|s| {
-                    let s = *s as usize;
-                    self.slots.meta[s].live
-                        && window_is_expired(
-                            &Window::new(self.slots.meta[s].start, self.slots.meta[s].end),
-                            lateness,
-                            w,
-                        )
-                })
-                .collect();
+            let expired = self
+                .slots
+                .live_slots_where(|window| window_is_expired(&window, lateness, w));
             self.evict(&expired);
         }
         Ok(())
-    }
-}
-
-/// Whether `a[row]` is a value the per-row path would see (not null, not a non-finite float).
-fn present(a: &ArrayRef, row: usize) -> bool {
-    a.is_valid(row)
-        && (a.data_type() != &ArrowType::Float64
-            || a.as_primitive::<Float64Type>().value(row).is_finite())
-}
-
-/// Adds each row's input to its slot's accumulator (`u32::MAX`: the row is skipped).
-fn accumulate(
-    node: &str,
-    spec: &AggSpec,
-    acc: &mut AccColumn,
-    input: Option<&ArrayRef>,
-    slot_of_row: &[u32],
-) -> Result<()> {
-    let rows = || {
-        slot_of_row
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s != u32::MAX)
-            .map(|(r, s)| (r, *s as usize))
-    };
-    let missing = || {
-        internal(format!(
-            "`{node}`: aggregation `{}` has no input",
-            spec.name
-        ))
-    };
-    match (spec.kind, acc) {
-        (AggKind::RowCount, AccColumn::Count(c)) => {
-            for (_, s) in rows() {
-                c[s] += 1;
-            }
-        }
-        (AggKind::CountNonNull, AccColumn::Count(c)) => {
-            let a = input.ok_or_else(missing)?;
-            for (r, s) in rows() {
-                c[s] += present(a, r) as i64;
-            }
-        }
-        (AggKind::SumInt, AccColumn::Int(v)) => {
-            let a = input.ok_or_else(missing)?.as_primitive::<Int64Type>();
-            for (r, s) in rows() {
-                if a.is_valid(r) {
-                    let x = a.value(r);
-                    v[s] = Some(match v[s] {
-                        None => x,
-                        Some(sum) => sum.checked_add(x).ok_or_else(|| {
-                            MicroBatchError::Exec(ExecError::transform(
-                                node,
-                                format!("int64 sum overflows adding {x} to {sum}"),
-                            ))
-                        })?,
-                    });
-                }
-            }
-        }
-        (AggKind::Min | AggKind::Max, AccColumn::Int(v)) => {
-            let a = input.ok_or_else(missing)?.as_primitive::<Int64Type>();
-            let min = spec.kind == AggKind::Min;
-            for (r, s) in rows() {
-                if a.is_valid(r) {
-                    let x = a.value(r);
-                    v[s] = Some(match v[s] {
-                        None => x,
-                        Some(b) if min => b.min(x),
-                        Some(b) => b.max(x),
-                    });
-                }
-            }
-        }
-        (AggKind::SumFloat | AggKind::Min | AggKind::Max, AccColumn::Float(v)) => {
-            let a = input.ok_or_else(missing)?.as_primitive::<Float64Type>();
-            for (r, s) in rows() {
-                let x = a.value(r);
-                if a.is_valid(r) && x.is_finite() {
-                    // As runner-core's combiners: a sum starts at 0.0 (so -0.0 sums to 0.0),
-                    // and an extreme is replaced only by a strictly smaller/larger value.
-                    v[s] = Some(match (spec.kind, v[s]) {
-                        (AggKind::SumFloat, b) => b.unwrap_or(0.0) + x,
-                        (_, None) => x,
-                        (AggKind::Min, Some(b)) if x < b => x,
-                        (AggKind::Max, Some(b)) if x > b => x,
-                        (_, Some(b)) => b,
-                    });
-                }
-            }
-        }
-        (AggKind::Mean, AccColumn::Mean(sum, count)) => {
-            let a = input.ok_or_else(missing)?;
-            for (r, s) in rows() {
-                if a.is_valid(r) {
-                    let x = match a.data_type() {
-                        ArrowType::Int64 => a.as_primitive::<Int64Type>().value(r) as f64,
-                        _ => a.as_primitive::<Float64Type>().value(r),
-                    };
-                    if x.is_finite() {
-                        sum[s] += x;
-                        count[s] += 1;
-                    }
-                }
-            }
-        }
-        (kind, _) => {
-            return Err(internal(format!(
-                "`{node}`: aggregation `{}` ({kind:?}) has accumulators of another kind",
-                spec.name
-            )))
-        }
-    }
-    Ok(())
-}
-
-/// The results of `slots`' accumulators, as runner-core's `Combiner::extract` gives them
-/// (non-finite float results are null, as JSON cannot hold them).
-fn extract(acc: &AccColumn, slots: &[u32]) -> ArrayRef {
-    let finite = |x: f64| x.is_finite().then_some(x);
-    match acc {
-        AccColumn::Count(v) => Arc::new(Int64Array::from_iter_values(
-            slots.iter().map(|s| v[*s as usize]),
-        )),
-        AccColumn::Int(v) => Arc::new(Int64Array::from_iter(slots.iter().map(|s| v[*s as usize]))),
-        AccColumn::Float(v) => Arc::new(Float64Array::from_iter(
-            slots.iter().map(|s| v[*s as usize].and_then(finite)),
-        )),
-        AccColumn::Mean(sum, count) => Arc::new(Float64Array::from_iter(slots.iter().map(|s| {
-            let s = *s as usize;
-            (count[s] > 0)
-                .then(|| sum[s] / count[s] as f64)
-                .and_then(finite)
-        }))),
     }
 }
 
@@ -1162,8 +467,10 @@ mod tests {
     use super::*;
     use crate::exec::aggregate::WindowedAggregate;
     use crate::state::{StateStore, StateStoreConfig};
-    use arrow::array::StringArray;
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
     use proptest::prelude::*;
+    use weir_model::window::Window;
+    use weir_runner_core::batch::ElementMeta;
     use weir_runner_core::convert::batch_to_rows;
 
     /// A keyed Combine over 10 ms fixed windows, with `windowing` extra WindowInto config.

@@ -313,6 +313,7 @@ impl Graph {
         let env = BuildEnv {
             partitions: BTreeMap::new(),
             sinks,
+            columnar_state: false,
         };
         let mut nodes = Vec::new();
         for node in &plan.pipeline.transforms {

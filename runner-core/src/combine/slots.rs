@@ -1,0 +1,892 @@
+//! [`PaneSlots`]: the state of a built-in `Combine` over non-merging windows, kept in columns.
+//!
+//! One *slot* per key and window: the key columns and the window bounds in Arrow's row format
+//! (one arena for every key), the accumulators in typed vectors, found through a hash table
+//! of slot numbers under a fixed-seed hash. A batch costs one hash lookup per row and one
+//! typed loop per aggregation, with no allocation per row or per group. Each runner keeps its
+//! own pane bookkeeping per slot (the `M` of [`PaneSlots`]) and its own firing rules; this
+//! module only stores, accumulates, evicts and renders.
+//!
+//! The results are [`Combiner`]'s, rule for rule: nulls (and non-finite floats) are skipped,
+//! a float sum starts at 0.0, an extreme is replaced only by a strictly smaller or larger
+//! value, an int64 sum that overflows fails, non-finite float results are null.
+
+use super::{Accumulator, Combiner};
+use crate::batch::{self, ElementMeta};
+use crate::error::{ExecError, ExecResult};
+use crate::eval::evaluate_in;
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType as ArrowType, Field as ArrowField, Float64Type, Int64Type};
+use arrow::row::{RowConverter, Rows, SortField};
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use weir_model::plan::Plan;
+use weir_model::transform::{AggregateFn, Transform};
+use weir_model::window::{PaneInfo, Window, WindowingStrategy};
+use weir_model::{DataType, Expr, Schema, TransformNode};
+
+/// What one aggregation computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggKind {
+    RowCount,
+    CountNonNull,
+    SumInt,
+    SumFloat,
+    Min,
+    Max,
+    Mean,
+}
+
+/// One aggregation: its output column, what it computes, over which input.
+#[derive(Debug, Clone)]
+struct AggSpec {
+    name: String,
+    kind: AggKind,
+    input: Option<Expr>,
+    /// The input's type for sums, minima, maxima and means: int64 or float64.
+    input_type: ArrowType,
+    /// The output column's type.
+    output_type: ArrowType,
+}
+
+/// A `Combine` that [`PaneSlots`] can hold: one input, non-merging windows, built-in counts,
+/// sums, minima, maxima or means over int64/float64 inputs, non-float keys.
+#[derive(Debug, Clone)]
+pub struct ColumnarCombineSpec {
+    /// The transform's name.
+    pub node: String,
+    /// The key columns.
+    pub group_by: Vec<String>,
+    /// The input's windowing strategy.
+    pub windowing: WindowingStrategy,
+    /// The output schema (key columns, then one column per aggregation, in plan order).
+    pub output_schema: Schema,
+    aggs: Vec<AggSpec>,
+    key_fields: Vec<ArrowField>,
+}
+
+impl ColumnarCombineSpec {
+    /// The spec of `node`, or `None` when it is not a `Combine` that columns can hold
+    /// (merging windows, a user combiner, a distinct count, inputs other than int64/float64,
+    /// float keys): those keep per-key JSON state.
+    pub fn new(plan: &Plan, node: &TransformNode) -> ExecResult<Option<Self>> {
+        let Transform::Combine {
+            group_by,
+            aggregations,
+        } = &node.transform
+        else {
+            return Ok(None);
+        };
+        if node.inputs.len() != 1 {
+            return Ok(None);
+        }
+        let input = plan.collection(&node.inputs[0]).ok_or_else(|| {
+            ExecError::Internal(format!(
+                "`{}`: input `{}` missing from the plan",
+                node.name, node.inputs[0]
+            ))
+        })?;
+        if input.windowing.window_fn.is_merging() {
+            return Ok(None);
+        }
+        let output_schema = plan
+            .collection(&node.name)
+            .ok_or_else(|| ExecError::Internal(format!("`{}` missing from the plan", node.name)))?
+            .schema
+            .clone();
+        let mut aggs = Vec::new();
+        for a in aggregations {
+            let Some(field) = output_schema.field(&a.name) else {
+                return Ok(None);
+            };
+            let Ok(combiner) = Combiner::new(a, &field.data_type) else {
+                return Ok(None);
+            };
+            let input_type = match &a.input {
+                Some(e) => match e.data_type(&input.schema) {
+                    Ok(DataType::Int64) => ArrowType::Int64,
+                    Ok(DataType::Float64) => ArrowType::Float64,
+                    Ok(_) => ArrowType::Null,
+                    Err(_) => return Ok(None),
+                },
+                None => ArrowType::Null,
+            };
+            let numeric = matches!(input_type, ArrowType::Int64 | ArrowType::Float64);
+            let kind = match (combiner.create(), &a.input, &a.func) {
+                (_, None, AggregateFn::Custom(_)) => return Ok(None),
+                (Accumulator::Count { .. }, None, _) => AggKind::RowCount,
+                (Accumulator::Count { .. }, Some(_), _) => AggKind::CountNonNull,
+                (Accumulator::SumInt { .. }, Some(_), _) if input_type == ArrowType::Int64 => {
+                    AggKind::SumInt
+                }
+                (Accumulator::SumFloat { .. }, Some(_), _) if input_type == ArrowType::Float64 => {
+                    AggKind::SumFloat
+                }
+                (Accumulator::Min { .. }, Some(_), _) if numeric => AggKind::Min,
+                (Accumulator::Max { .. }, Some(_), _) if numeric => AggKind::Max,
+                (Accumulator::Mean { .. }, Some(_), _) if numeric => AggKind::Mean,
+                _ => return Ok(None),
+            };
+            aggs.push(AggSpec {
+                name: a.name.clone(),
+                kind,
+                input: a.input.clone(),
+                input_type,
+                output_type: field.to_arrow().data_type().clone(),
+            });
+        }
+        let mut key_fields = Vec::new();
+        for k in group_by {
+            let f = input.schema.field(k).ok_or_else(|| {
+                ExecError::Internal(format!("`{}`: no key column `{k}` in its input", node.name))
+            })?;
+            // Float keys: the JSON path groups NaN, infinities and null as one null key;
+            // Arrow's row format keeps them apart.
+            if matches!(f.data_type, DataType::Float64) {
+                return Ok(None);
+            }
+            key_fields.push(f.to_arrow());
+        }
+        Ok(Some(ColumnarCombineSpec {
+            node: node.name.clone(),
+            group_by: group_by.clone(),
+            windowing: input.windowing.clone(),
+            output_schema,
+            aggs,
+            key_fields,
+        }))
+    }
+}
+
+/// The accumulators of one aggregation, one per slot.
+#[derive(Debug, Clone)]
+enum AccColumn {
+    /// Counts.
+    Count(Vec<i64>),
+    /// Int64 sums, minima or maxima; `None` until a value arrives.
+    Int(Vec<Option<i64>>),
+    /// Float64 sums, minima or maxima; `None` until a value arrives.
+    Float(Vec<Option<f64>>),
+    /// Sum and count of the values.
+    Mean(Vec<f64>, Vec<i64>),
+}
+
+impl AccColumn {
+    fn for_spec(spec: &AggSpec) -> AccColumn {
+        match spec.kind {
+            AggKind::RowCount | AggKind::CountNonNull => AccColumn::Count(Vec::new()),
+            AggKind::SumInt => AccColumn::Int(Vec::new()),
+            AggKind::SumFloat => AccColumn::Float(Vec::new()),
+            AggKind::Min | AggKind::Max if spec.input_type == ArrowType::Int64 => {
+                AccColumn::Int(Vec::new())
+            }
+            AggKind::Min | AggKind::Max => AccColumn::Float(Vec::new()),
+            AggKind::Mean => AccColumn::Mean(Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Appends an empty accumulator (a new slot).
+    fn push(&mut self) {
+        match self {
+            AccColumn::Count(v) => v.push(0),
+            AccColumn::Int(v) => v.push(None),
+            AccColumn::Float(v) => v.push(None),
+            AccColumn::Mean(s, c) => {
+                s.push(0.0);
+                c.push(0);
+            }
+        }
+    }
+
+    /// Empties slot `i`'s accumulator.
+    fn reset(&mut self, i: usize) {
+        match self {
+            AccColumn::Count(v) => v[i] = 0,
+            AccColumn::Int(v) => v[i] = None,
+            AccColumn::Float(v) => v[i] = None,
+            AccColumn::Mean(s, c) => {
+                s[i] = 0.0;
+                c[i] = 0;
+            }
+        }
+    }
+}
+
+/// One slot's key, window and the runner's pane bookkeeping `M`.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotMeta<M> {
+    /// Where the key (row format) starts in the arena, and its length.
+    key_offset: usize,
+    key_len: u32,
+    hash: u64,
+    start: i64,
+    end: i64,
+    /// Whether the slot holds a window (evicted slots are reused).
+    live: bool,
+    panes: M,
+}
+
+/// The keyed, windowed accumulators of one `Combine` (see the module docs). `M` is the
+/// runner's per-slot pane bookkeeping, created with `M::default()` with each new slot.
+#[derive(Debug)]
+pub struct PaneSlots<M> {
+    spec: ColumnarCombineSpec,
+    /// Key columns, window start and end, in Arrow's row format.
+    converter: RowConverter,
+    /// The key columns alone: a slot's key bytes minus the window's `window_width` trailing
+    /// bytes (the row format encodes columns one after the other, two int64s at a fixed
+    /// width), decoded without decoding the window again.
+    key_converter: RowConverter,
+    window_width: usize,
+    /// Fixed seed: a key's hash is the same in every run (panes are ordered by it).
+    hasher: FixedState,
+    table: HashTable<u32>,
+    /// The slots' keys (row format), back to back: one allocation for all of them.
+    arena: Vec<u8>,
+    /// Bytes of `arena` that belong to evicted slots (reclaimed by `compact`).
+    garbage: usize,
+    /// The previous arena's allocation, reused by the next `compact`.
+    spare_arena: Vec<u8>,
+    meta: Vec<SlotMeta<M>>,
+    accs: Vec<AccColumn>,
+    free: Vec<u32>,
+    live: u64,
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> ExecError {
+    ExecError::from(e)
+}
+
+impl<M: Copy + Default> PaneSlots<M> {
+    /// Empty state for `spec`.
+    pub fn new(spec: ColumnarCombineSpec) -> ExecResult<Self> {
+        let mut sort_fields: Vec<SortField> = spec
+            .key_fields
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        sort_fields.push(SortField::new(ArrowType::Int64));
+        sort_fields.push(SortField::new(ArrowType::Int64));
+        let key_converter =
+            RowConverter::new(sort_fields[..spec.group_by.len()].to_vec()).map_err(arrow_err)?;
+        let converter = RowConverter::new(sort_fields).map_err(arrow_err)?;
+        let window_width = {
+            let window = RowConverter::new(vec![
+                SortField::new(ArrowType::Int64),
+                SortField::new(ArrowType::Int64),
+            ])
+            .map_err(arrow_err)?;
+            let one: ArrayRef = Arc::new(Int64Array::from(vec![0]));
+            let rows = window
+                .convert_columns(&[one.clone(), one])
+                .map_err(arrow_err)?;
+            rows.row(0).data().len()
+        };
+        let accs = spec.aggs.iter().map(AccColumn::for_spec).collect();
+        Ok(PaneSlots {
+            spec,
+            converter,
+            key_converter,
+            window_width,
+            hasher: FixedState::with_seed(0x5765_6972),
+            table: HashTable::new(),
+            arena: Vec::new(),
+            garbage: 0,
+            spare_arena: Vec::new(),
+            meta: Vec::new(),
+            accs,
+            free: Vec::new(),
+            live: 0,
+        })
+    }
+
+    /// The spec these slots hold.
+    pub fn spec(&self) -> &ColumnarCombineSpec {
+        &self.spec
+    }
+
+    /// Forgets every slot.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.arena.clear();
+        self.garbage = 0;
+        self.meta.clear();
+        self.accs = self.spec.aggs.iter().map(AccColumn::for_spec).collect();
+        self.free.clear();
+        self.live = 0;
+    }
+
+    /// Slot numbers in use or free: valid slots are `0..len()`, see [`PaneSlots::is_live`].
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Whether no slot was ever created (since the last clear).
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// Number of live slots (keys × windows held).
+    pub fn live(&self) -> u64 {
+        self.live
+    }
+
+    /// Whether `slot` holds a window.
+    pub fn is_live(&self, slot: u32) -> bool {
+        self.meta[slot as usize].live
+    }
+
+    /// The window of `slot`.
+    pub fn window(&self, slot: u32) -> Window {
+        let m = &self.meta[slot as usize];
+        Window::new(m.start, m.end)
+    }
+
+    /// The runner's pane bookkeeping of `slot`.
+    pub fn panes(&self, slot: u32) -> &M {
+        &self.meta[slot as usize].panes
+    }
+
+    /// The runner's pane bookkeeping of `slot`, to change.
+    pub fn panes_mut(&mut self, slot: u32) -> &mut M {
+        &mut self.meta[slot as usize].panes
+    }
+
+    fn key(&self, slot: usize) -> &[u8] {
+        let at = self.meta[slot].key_offset;
+        &self.arena[at..at + self.meta[slot].key_len as usize]
+    }
+
+    /// Each row's key and window in the row format: the slot keys of [`PaneSlots::slot_for`].
+    pub fn slot_keys(&self, batch: &RecordBatch) -> ExecResult<Rows> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.group_by.len() + 2);
+        for k in self
+            .spec
+            .group_by
+            .iter()
+            .map(String::as_str)
+            .chain([batch::WIN_START, batch::WIN_END])
+        {
+            columns.push(batch.column_by_name(k).cloned().ok_or_else(|| {
+                ExecError::Internal(format!(
+                    "`{}`: no column `{k}` in its input",
+                    self.spec.node
+                ))
+            })?);
+        }
+        self.converter.convert_columns(&columns).map_err(arrow_err)
+    }
+
+    /// Each aggregation's input column over `batch` (`None` for a row count).
+    pub fn inputs(&self, batch: &RecordBatch) -> ExecResult<Vec<Option<ArrayRef>>> {
+        self.spec
+            .aggs
+            .iter()
+            .map(|a| match &a.input {
+                Some(e) => {
+                    let col = evaluate_in(&self.spec.node, e, batch)?;
+                    let wanted = &a.input_type;
+                    Ok(Some(
+                        if col.data_type() == wanted || a.kind == AggKind::CountNonNull {
+                            col
+                        } else {
+                            cast(&col, wanted)?
+                        },
+                    ))
+                }
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Makes room for `additional` new slots in the hash table.
+    pub fn reserve(&mut self, additional: usize) {
+        let metas = &self.meta;
+        self.table.reserve(additional, |&s| metas[s as usize].hash);
+    }
+
+    /// The slot of (`key`, window) — `key` being a row of [`PaneSlots::slot_keys`] — created
+    /// empty if there is none; `true` when created.
+    pub fn slot_for(&mut self, key: &[u8], start: i64, end: i64) -> (u32, bool) {
+        let hash = self.hasher.hash_one(key);
+        let Self {
+            table, meta, arena, ..
+        } = &*self;
+        let found = table.find(hash, |&s| {
+            let m = &meta[s as usize];
+            &arena[m.key_offset..m.key_offset + m.key_len as usize] == key
+        });
+        if let Some(s) = found {
+            return (*s, false);
+        }
+        let offset = self.arena.len();
+        self.arena.extend_from_slice(key);
+        let meta = SlotMeta {
+            key_offset: offset,
+            key_len: key.len() as u32,
+            hash,
+            start,
+            end,
+            live: true,
+            panes: M::default(),
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                let i = s as usize;
+                self.meta[i] = meta;
+                self.accs.iter_mut().for_each(|a| a.reset(i));
+                s
+            }
+            None => {
+                self.meta.push(meta);
+                self.accs.iter_mut().for_each(AccColumn::push);
+                (self.meta.len() - 1) as u32
+            }
+        };
+        let metas = &self.meta;
+        self.table
+            .insert_unique(hash, slot, |&s| metas[s as usize].hash);
+        self.live += 1;
+        (slot, true)
+    }
+
+    /// Adds each row's inputs (from [`PaneSlots::inputs`]) to its slot's accumulators;
+    /// `u32::MAX` skips the row.
+    pub fn accumulate(
+        &mut self,
+        inputs: &[Option<ArrayRef>],
+        slot_of_row: &[u32],
+    ) -> ExecResult<()> {
+        for (spec, (acc, input)) in self.spec.aggs.iter().zip(self.accs.iter_mut().zip(inputs)) {
+            accumulate(&self.spec.node, spec, acc, input.as_ref(), slot_of_row)?;
+        }
+        Ok(())
+    }
+
+    /// Empties `slot`'s accumulators (a discarding pane fired).
+    pub fn reset_accumulators(&mut self, slot: u32) {
+        self.accs.iter_mut().for_each(|a| a.reset(slot as usize));
+    }
+
+    /// Frees `slots`; the hash table forgets them by lookup when they are few, and is
+    /// rebuilt from the live slots when they are most of it (erasing many entries one by one
+    /// would leave tombstones that force rehashing later).
+    pub fn evict(&mut self, slots: &[u32]) {
+        if slots.is_empty() {
+            return;
+        }
+        for &slot in slots {
+            let i = slot as usize;
+            self.meta[i].live = false;
+            self.garbage += self.meta[i].key_len as usize;
+        }
+        if slots.len() * 2 >= self.table.len() {
+            self.table.clear();
+            let metas = &self.meta;
+            for (s, m) in metas.iter().enumerate().filter(|(_, m)| m.live) {
+                self.table
+                    .insert_unique(m.hash, s as u32, |&s| metas[s as usize].hash);
+            }
+        } else {
+            for &slot in slots {
+                if let Ok(entry) = self
+                    .table
+                    .find_entry(self.meta[slot as usize].hash, |&s| s == slot)
+                {
+                    entry.remove();
+                }
+            }
+        }
+        self.free.extend_from_slice(slots);
+        self.live -= slots.len() as u64;
+        self.compact();
+    }
+
+    /// Rewrites the arena with the live slots' keys only, once evicted keys fill half of it.
+    /// The old arena's allocation is kept for the next compaction (no fresh pages to fault
+    /// in when state churns).
+    fn compact(&mut self) {
+        if self.garbage < (1 << 20) || self.garbage * 2 < self.arena.len() {
+            return;
+        }
+        let mut arena = std::mem::take(&mut self.spare_arena);
+        arena.clear();
+        arena.reserve(self.arena.len() - self.garbage);
+        for m in self.meta.iter_mut().filter(|m| m.live) {
+            let at = m.key_offset;
+            m.key_offset = arena.len();
+            arena.extend_from_slice(&self.arena[at..at + m.key_len as usize]);
+        }
+        self.spare_arena = std::mem::replace(&mut self.arena, arena);
+        self.garbage = 0;
+    }
+
+    /// Sorts fired slots into pane order: by window (start, then end), then by the key's
+    /// fixed-seed hash, then its bytes. The same order live and after a restore, whatever
+    /// slots the keys occupy, and cheap to sort.
+    pub fn sort_panes<T: Copy>(&self, fired: &mut [(u32, T)]) {
+        // Sort compact (window, hash, position) tuples rather than slot numbers: comparisons
+        // then touch no slot metadata, and only equal hashes compare key bytes.
+        let mut order: Vec<(i64, i64, u64, u32)> = fired
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _))| {
+                let m = &self.meta[*s as usize];
+                (m.start, m.end, m.hash, i as u32)
+            })
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)).then_with(|| {
+                let key = |i: u32| self.key(fired[i as usize].0 as usize);
+                key(a.3).cmp(key(b.3))
+            })
+        });
+        let sorted: Vec<(u32, T)> = order.iter().map(|o| fired[o.3 as usize]).collect();
+        fired.copy_from_slice(&sorted);
+    }
+
+    /// The key columns of `slots`, decoded from their row format.
+    pub fn key_columns(&self, slots: &[u32]) -> ExecResult<Vec<ArrayRef>> {
+        let parser = self.key_converter.parser();
+        self.key_converter
+            .convert_rows(slots.iter().map(|s| {
+                let key = self.key(*s as usize);
+                parser.parse(&key[..key.len() - self.window_width])
+            }))
+            .map_err(arrow_err)
+    }
+
+    /// The output rows of fired panes, in the order given: key columns and results, each
+    /// stamped with its window's max timestamp (the end-of-window timestamp combiner).
+    pub fn pane_output(&self, fired: &[(u32, PaneInfo)]) -> ExecResult<RecordBatch> {
+        let slots: Vec<u32> = fired.iter().map(|(s, _)| *s).collect();
+        let keys = self.key_columns(&slots)?;
+        let mut by_name: HashMap<&str, ArrayRef> = self
+            .spec
+            .group_by
+            .iter()
+            .map(String::as_str)
+            .zip(keys)
+            .collect();
+        for (spec, acc) in self.spec.aggs.iter().zip(&self.accs) {
+            let values = extract(acc, &slots);
+            let values = if values.data_type() == &spec.output_type {
+                values
+            } else {
+                cast(&values, &spec.output_type)?
+            };
+            by_name.insert(spec.name.as_str(), values);
+        }
+        let columns = self
+            .spec
+            .output_schema
+            .fields
+            .iter()
+            .map(|f| {
+                by_name.remove(f.name.as_str()).ok_or_else(|| {
+                    ExecError::Internal(format!(
+                        "`{}`: no output column `{}`",
+                        self.spec.node, f.name
+                    ))
+                })
+            })
+            .collect::<ExecResult<Vec<_>>>()?;
+        let metas: Vec<ElementMeta> = fired
+            .iter()
+            .map(|(s, pane)| {
+                let window = self.window(*s);
+                ElementMeta {
+                    ts: window.max_timestamp(),
+                    window,
+                    pane: *pane,
+                }
+            })
+            .collect();
+        Ok(batch::with_meta(&self.spec.output_schema, columns, &metas)?)
+    }
+
+    /// The fields of [`PaneSlots::key_window_columns`]: the key columns (nullable), then
+    /// `window_start` and `window_end` named by the caller.
+    pub fn key_window_fields(&self, start: &str, end: &str) -> Vec<ArrowField> {
+        let mut fields: Vec<ArrowField> = self
+            .spec
+            .key_fields
+            .iter()
+            .map(|f| f.clone().with_nullable(true))
+            .collect();
+        fields.push(ArrowField::new(start, ArrowType::Int64, false));
+        fields.push(ArrowField::new(end, ArrowType::Int64, false));
+        fields
+    }
+
+    /// The key columns, window starts and window ends of `slots`.
+    pub fn key_window_columns(&self, slots: &[u32]) -> ExecResult<Vec<ArrayRef>> {
+        let mut columns = self.key_columns(slots)?;
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            slots.iter().map(|s| self.meta[*s as usize].start),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            slots.iter().map(|s| self.meta[*s as usize].end),
+        )));
+        Ok(columns)
+    }
+
+    /// The fields of [`PaneSlots::accumulator_columns`]: `__acc{i}` per aggregation
+    /// (`__acc{i}_sum` and `__acc{i}_count` for a mean).
+    pub fn accumulator_fields(&self) -> Vec<ArrowField> {
+        let mut fields = Vec::new();
+        for (i, acc) in self.accs.iter().enumerate() {
+            match acc {
+                AccColumn::Count(_) => fields.push(ArrowField::new(
+                    format!("__acc{i}"),
+                    ArrowType::Int64,
+                    false,
+                )),
+                AccColumn::Int(_) => {
+                    fields.push(ArrowField::new(format!("__acc{i}"), ArrowType::Int64, true))
+                }
+                AccColumn::Float(_) => fields.push(ArrowField::new(
+                    format!("__acc{i}"),
+                    ArrowType::Float64,
+                    true,
+                )),
+                AccColumn::Mean(..) => {
+                    fields.push(ArrowField::new(
+                        format!("__acc{i}_sum"),
+                        ArrowType::Float64,
+                        false,
+                    ));
+                    fields.push(ArrowField::new(
+                        format!("__acc{i}_count"),
+                        ArrowType::Int64,
+                        false,
+                    ));
+                }
+            }
+        }
+        fields
+    }
+
+    /// The accumulators of `slots`, as stored (not as results), for a checkpoint.
+    pub fn accumulator_columns(&self, slots: &[u32]) -> Vec<ArrayRef> {
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let at = |s: &u32| *s as usize;
+        for acc in &self.accs {
+            match acc {
+                AccColumn::Count(v) => columns.push(Arc::new(Int64Array::from_iter_values(
+                    slots.iter().map(|s| v[at(s)]),
+                ))),
+                AccColumn::Int(v) => columns.push(Arc::new(Int64Array::from_iter(
+                    slots.iter().map(|s| v[at(s)]),
+                ))),
+                AccColumn::Float(v) => columns.push(Arc::new(Float64Array::from_iter(
+                    slots.iter().map(|s| v[at(s)]),
+                ))),
+                AccColumn::Mean(sum, count) => {
+                    columns.push(Arc::new(Float64Array::from_iter_values(
+                        slots.iter().map(|s| sum[at(s)]),
+                    )));
+                    columns.push(Arc::new(Int64Array::from_iter_values(
+                        slots.iter().map(|s| count[at(s)]),
+                    )));
+                }
+            }
+        }
+        columns
+    }
+
+    /// Restores slots from checkpointed columns: `key_window` as from
+    /// [`PaneSlots::key_window_columns`], `accumulators` as from
+    /// [`PaneSlots::accumulator_columns`] (types checked by the caller against the
+    /// `*_fields`). Each row replaces its slot's accumulators; returns each row's slot.
+    pub fn restore_rows(
+        &mut self,
+        key_window: &[ArrayRef],
+        accumulators: &[ArrayRef],
+    ) -> ExecResult<Vec<u32>> {
+        let n = key_window.first().map_or(0, |c| c.len());
+        let rows = self
+            .converter
+            .convert_columns(key_window)
+            .map_err(arrow_err)?;
+        let k = self.spec.group_by.len();
+        let starts = key_window[k].as_primitive::<Int64Type>().clone();
+        let ends = key_window[k + 1].as_primitive::<Int64Type>().clone();
+        let mut slots = Vec::with_capacity(n);
+        for r in 0..n {
+            let (slot, _) = self.slot_for(rows.row(r).data(), starts.value(r), ends.value(r));
+            let s = slot as usize;
+            let mut c = 0;
+            for acc in &mut self.accs {
+                let col = &accumulators[c];
+                match acc {
+                    AccColumn::Count(v) => v[s] = col.as_primitive::<Int64Type>().value(r),
+                    AccColumn::Int(v) => {
+                        let a = col.as_primitive::<Int64Type>();
+                        v[s] = a.is_valid(r).then(|| a.value(r));
+                    }
+                    AccColumn::Float(v) => {
+                        let a = col.as_primitive::<Float64Type>();
+                        v[s] = a.is_valid(r).then(|| a.value(r));
+                    }
+                    AccColumn::Mean(sum, count) => {
+                        sum[s] = col.as_primitive::<Float64Type>().value(r);
+                        c += 1;
+                        count[s] = accumulators[c].as_primitive::<Int64Type>().value(r);
+                    }
+                }
+                c += 1;
+            }
+            slots.push(slot);
+        }
+        Ok(slots)
+    }
+
+    /// The live slots whose window satisfies `pred`.
+    pub fn live_slots_where(&self, mut pred: impl FnMut(Window) -> bool) -> Vec<u32> {
+        (0..self.meta.len() as u32)
+            .filter(|s| {
+                let m = &self.meta[*s as usize];
+                m.live && pred(Window::new(m.start, m.end))
+            })
+            .collect()
+    }
+}
+
+/// Whether `a[row]` is a value the per-row path would see (not null, not a non-finite float).
+fn present(a: &ArrayRef, row: usize) -> bool {
+    a.is_valid(row)
+        && (a.data_type() != &ArrowType::Float64
+            || a.as_primitive::<Float64Type>().value(row).is_finite())
+}
+
+/// Adds each row's input to its slot's accumulator (`u32::MAX`: the row is skipped).
+fn accumulate(
+    node: &str,
+    spec: &AggSpec,
+    acc: &mut AccColumn,
+    input: Option<&ArrayRef>,
+    slot_of_row: &[u32],
+) -> ExecResult<()> {
+    let rows = || {
+        slot_of_row
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s != u32::MAX)
+            .map(|(r, s)| (r, *s as usize))
+    };
+    let missing = || {
+        ExecError::Internal(format!(
+            "`{node}`: aggregation `{}` has no input",
+            spec.name
+        ))
+    };
+    match (spec.kind, acc) {
+        (AggKind::RowCount, AccColumn::Count(c)) => {
+            for (_, s) in rows() {
+                c[s] += 1;
+            }
+        }
+        (AggKind::CountNonNull, AccColumn::Count(c)) => {
+            let a = input.ok_or_else(missing)?;
+            for (r, s) in rows() {
+                c[s] += present(a, r) as i64;
+            }
+        }
+        (AggKind::SumInt, AccColumn::Int(v)) => {
+            let a = input.ok_or_else(missing)?.as_primitive::<Int64Type>();
+            for (r, s) in rows() {
+                if a.is_valid(r) {
+                    let x = a.value(r);
+                    v[s] = Some(match v[s] {
+                        None => x,
+                        Some(sum) => sum.checked_add(x).ok_or_else(|| {
+                            ExecError::transform(
+                                node,
+                                format!("int64 sum overflows adding {x} to {sum}"),
+                            )
+                        })?,
+                    });
+                }
+            }
+        }
+        (AggKind::Min | AggKind::Max, AccColumn::Int(v)) => {
+            let a = input.ok_or_else(missing)?.as_primitive::<Int64Type>();
+            let min = spec.kind == AggKind::Min;
+            for (r, s) in rows() {
+                if a.is_valid(r) {
+                    let x = a.value(r);
+                    v[s] = Some(match v[s] {
+                        None => x,
+                        Some(b) if min => b.min(x),
+                        Some(b) => b.max(x),
+                    });
+                }
+            }
+        }
+        (AggKind::SumFloat | AggKind::Min | AggKind::Max, AccColumn::Float(v)) => {
+            let a = input.ok_or_else(missing)?.as_primitive::<Float64Type>();
+            for (r, s) in rows() {
+                let x = a.value(r);
+                if a.is_valid(r) && x.is_finite() {
+                    // As the combiners: a sum starts at 0.0 (so -0.0 sums to 0.0), and an
+                    // extreme is replaced only by a strictly smaller/larger value.
+                    v[s] = Some(match (spec.kind, v[s]) {
+                        (AggKind::SumFloat, b) => b.unwrap_or(0.0) + x,
+                        (_, None) => x,
+                        (AggKind::Min, Some(b)) if x < b => x,
+                        (AggKind::Max, Some(b)) if x > b => x,
+                        (_, Some(b)) => b,
+                    });
+                }
+            }
+        }
+        (AggKind::Mean, AccColumn::Mean(sum, count)) => {
+            let a = input.ok_or_else(missing)?;
+            for (r, s) in rows() {
+                if a.is_valid(r) {
+                    let x = match a.data_type() {
+                        ArrowType::Int64 => a.as_primitive::<Int64Type>().value(r) as f64,
+                        _ => a.as_primitive::<Float64Type>().value(r),
+                    };
+                    if x.is_finite() {
+                        sum[s] += x;
+                        count[s] += 1;
+                    }
+                }
+            }
+        }
+        (kind, _) => {
+            return Err(ExecError::Internal(format!(
+                "`{node}`: aggregation `{}` ({kind:?}) has accumulators of another kind",
+                spec.name
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The results of `slots`' accumulators, as [`Combiner::extract`] gives them (non-finite
+/// float results are null, as JSON cannot hold them).
+fn extract(acc: &AccColumn, slots: &[u32]) -> ArrayRef {
+    let finite = |x: f64| x.is_finite().then_some(x);
+    match acc {
+        AccColumn::Count(v) => Arc::new(Int64Array::from_iter_values(
+            slots.iter().map(|s| v[*s as usize]),
+        )),
+        AccColumn::Int(v) => Arc::new(Int64Array::from_iter(slots.iter().map(|s| v[*s as usize]))),
+        AccColumn::Float(v) => Arc::new(Float64Array::from_iter(
+            slots.iter().map(|s| v[*s as usize].and_then(finite)),
+        )),
+        AccColumn::Mean(sum, count) => Arc::new(Float64Array::from_iter(slots.iter().map(|s| {
+            let s = *s as usize;
+            (count[s] > 0)
+                .then(|| sum[s] / count[s] as f64)
+                .and_then(finite)
+        }))),
+    }
+}
