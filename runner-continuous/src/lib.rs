@@ -5,7 +5,11 @@
 //! between subtasks as Arrow batches through bounded, credit-sized queues ([`channel`]), with
 //! watermarks in-band ([`watermark`]). The operators are `weir-runner-core`'s, driven per
 //! arriving batch with Flink's watermark convention translated to the Beam one they expect
-//! (see [`watermark::to_operator_watermark`]).
+//! (see [`watermark::to_operator_watermark`]). A built-in `Combine` whose windows fire once
+//! (Flink's default event-time trigger, no allowed lateness) keeps its window state in
+//! columns (`weir_runner_core::operator::ColumnarCombineOperator`, like Flink's
+//! `HeapKeyedStateBackend` holding aggregates rather than rows); other aggregations keep the
+//! general per-key state.
 //!
 //! Flink rules this runner reproduces, each named where it is implemented:
 //! - bounded-out-of-orderness watermarks `max_ts − D − 1` per source split, emitted every

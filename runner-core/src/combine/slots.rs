@@ -527,25 +527,37 @@ impl<M: Copy + Default> PaneSlots<M> {
 
     /// Sorts fired slots into pane order: by window (start, then end), then by the key's
     /// fixed-seed hash, then its bytes. The same order live and after a restore, whatever
-    /// slots the keys occupy, and cheap to sort.
+    /// slots the keys occupy. Fired slots come in runs of one window: the runs are grouped,
+    /// not sorted, and each window's keys are sorted as compact (hash, position) pairs, so
+    /// comparisons touch no slot metadata and only equal hashes compare key bytes.
     pub fn sort_panes<T: Copy>(&self, fired: &mut [(u32, T)]) {
-        // Sort compact (window, hash, position) tuples rather than slot numbers: comparisons
-        // then touch no slot metadata, and only equal hashes compare key bytes.
-        let mut order: Vec<(i64, i64, u64, u32)> = fired
-            .iter()
-            .enumerate()
-            .map(|(i, (s, _))| {
-                let m = &self.meta[*s as usize];
-                (m.start, m.end, m.hash, i as u32)
-            })
-            .collect();
-        order.sort_unstable_by(|a, b| {
-            (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)).then_with(|| {
-                let key = |i: u32| self.key(fired[i as usize].0 as usize);
-                key(a.3).cmp(key(b.3))
-            })
-        });
-        let sorted: Vec<(u32, T)> = order.iter().map(|o| fired[o.3 as usize]).collect();
+        let mut by_window: std::collections::BTreeMap<(i64, i64), Vec<(u64, u32)>> =
+            std::collections::BTreeMap::new();
+        let mut run: Vec<(u64, u32)> = Vec::new();
+        let mut current = None;
+        for (i, (s, _)) in fired.iter().enumerate() {
+            let m = &self.meta[*s as usize];
+            if current != Some((m.start, m.end)) {
+                if let Some(w) = current {
+                    by_window.entry(w).or_default().append(&mut run);
+                }
+                current = Some((m.start, m.end));
+            }
+            run.push((m.hash, i as u32));
+        }
+        if let Some(w) = current {
+            by_window.entry(w).or_default().append(&mut run);
+        }
+        let mut sorted: Vec<(u32, T)> = Vec::with_capacity(fired.len());
+        for mut group in by_window.into_values() {
+            group.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0).then_with(|| {
+                    let key = |i: u32| self.key(fired[i as usize].0 as usize);
+                    key(a.1).cmp(key(b.1))
+                })
+            });
+            sorted.extend(group.iter().map(|(_, i)| fired[*i as usize]));
+        }
         fired.copy_from_slice(&sorted);
     }
 
