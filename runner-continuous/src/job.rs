@@ -14,6 +14,7 @@ use crate::task::{
     run_operator, run_source, Chain, ChannelClosed, GateEdge, OutputGate, Subtask,
     SubtaskCheckpointing,
 };
+use crate::watermark::AlignmentGroup;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicI64;
@@ -315,6 +316,17 @@ fn deploy(
         columnar_state: true,
     };
     let mut tasks: Vec<Task> = Vec::new();
+    // One watermark-alignment group of every source subtask, when alignment is on.
+    let alignment = options.watermark_alignment_ms.map(|drift| {
+        let members = graph
+            .vertices
+            .iter()
+            .filter(|v| v.is_source)
+            .map(|v| v.parallelism)
+            .sum();
+        AlignmentGroup::new(members, drift)
+    });
+    let mut source_member = 0;
     for (v, vertex) in graph.vertices.iter().enumerate() {
         let edge_collections = graph.outgoing_collections(v);
         for s in 0..vertex.parallelism {
@@ -394,7 +406,9 @@ fn deploy(
                 );
                 attach_checkpointing(&mut task, v, global, checkpointing)?;
                 global += 1;
-                tasks.push(Box::pin(run_source(task, source, splits, tag)));
+                let member = alignment.clone().map(|g| (g, source_member));
+                source_member += 1;
+                tasks.push(Box::pin(run_source(task, source, splits, tag, member)));
             } else {
                 let chain = Chain::new(
                     plan,

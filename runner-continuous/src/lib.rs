@@ -17,6 +17,7 @@
 //!   over a subtask's splits, idle splits excluded ([`watermark::SplitWatermarks`]); the min
 //!   over active input channels after an exchange, never decreasing
 //!   ([`watermark::InputWatermarks`]); the maximum watermark at the end of a bounded input;
+//!   opt-in watermark alignment across source subtasks ([`watermark::AlignmentGroup`]);
 //! - `Watermark(t)`: `ts <= t` is late ([`watermark::is_late`]); a window fires at
 //!   `watermark >= end − 1`, is cleaned at `end − 1 + lateness`, re-fires for late elements
 //!   within the lateness, and routes elements late for all windows to the side output;

@@ -32,6 +32,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "rows a source split yields per poll (default 1024; 1 in manual mode: per-record)",
     ),
     (
+        "watermark_alignment",
+        "maximum drift between source subtasks' watermarks (e.g. `1s`); a source subtask further ahead of the slowest pauses until it catches up (Flink's watermark alignment; default: off)",
+    ),
+    (
         "buffer_rows",
         "an output buffer is flushed when it holds this many rows (default 1024)",
     ),
@@ -86,6 +90,8 @@ pub struct ContinuousOptions {
     pub checkpoint: Option<CheckpointConfig>,
     /// Per-transform parallelism (`--set parallelism.<transform>=N`).
     pub transform_parallelism: std::collections::BTreeMap<String, usize>,
+    /// Watermark alignment's maximum drift between source subtasks (ms), when on.
+    pub watermark_alignment_ms: Option<i64>,
 }
 
 impl Default for ContinuousOptions {
@@ -102,6 +108,7 @@ impl Default for ContinuousOptions {
             progress_json: None,
             checkpoint: None,
             transform_parallelism: Default::default(),
+            watermark_alignment_ms: None,
         }
     }
 }
@@ -163,6 +170,13 @@ impl ContinuousOptions {
         }
         if let Some(n) = options.setting("source_batch_rows") {
             o.source_batch_rows = positive("source_batch_rows", n)?;
+        }
+        if let Some(t) = options.setting("watermark_alignment") {
+            let ms = duration("set watermark_alignment", t)?;
+            if ms == 0 {
+                bail!("setting `watermark_alignment`: `{t}` must be greater than 0");
+            }
+            o.watermark_alignment_ms = Some(ms);
         }
         if let Some(n) = options.setting("buffer_rows") {
             o.buffer_rows = positive("buffer_rows", n)?;
@@ -288,5 +302,16 @@ mod tests {
         let e = parse(&["--set", "colour=blue"]).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
         assert!(parse(&["--parallelism", "0"]).is_err());
+        let e = parse(&["--set", "watermark_alignment=0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("watermark_alignment"), "{e}");
+    }
+
+    #[test]
+    fn watermark_alignment_is_off_unless_set() {
+        assert_eq!(parse(&[]).unwrap().watermark_alignment_ms, None);
+        let o = parse(&["--set", "watermark_alignment=2s"]).unwrap();
+        assert_eq!(o.watermark_alignment_ms, Some(2000));
     }
 }

@@ -16,7 +16,7 @@ use crate::checkpoint::{
 use crate::clock::Clock;
 use crate::metrics::{MetricsBoard, SubtaskMetrics, TimeSplit};
 use crate::options::{ClockMode, ContinuousOptions};
-use crate::watermark::{InputWatermarks, WatermarkStatus};
+use crate::watermark::{AlignmentGroup, InputWatermarks, WatermarkStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -270,11 +270,16 @@ impl Subtask {
 }
 
 /// A source subtask reading `splits` of `source` (dead letters go to side output `tag`).
+///
+/// With watermark alignment (`alignment`: the group and this subtask's member index), the
+/// subtask reads nothing while its watermark is too far ahead of the slowest source subtask's,
+/// but keeps emitting watermarks and taking checkpoints.
 pub async fn run_source(
     mut task: Subtask,
     mut source: Box<dyn Source>,
     splits: Vec<u32>,
     dead_letter_tag: Option<String>,
+    alignment: Option<(Arc<AlignmentGroup>, usize)>,
 ) -> anyhow::Result<()> {
     let assigned = splits.clone();
     let mut active = splits;
@@ -293,7 +298,13 @@ pub async fn run_source(
         for split in active.clone() {
             let started = Instant::now();
             let now = task.clock.now();
-            match source.poll(split, rows, now)? {
+            let paused = alignment.as_ref().is_some_and(|(g, m)| g.must_pause(*m));
+            let poll = if paused {
+                SourcePoll::Pending
+            } else {
+                source.poll(split, rows, now)?
+            };
+            match poll {
                 SourcePoll::Batch { data, dead_letters } => {
                     progressed = true;
                     if let Some(dead) = dead_letters {
@@ -329,6 +340,19 @@ pub async fn run_source(
                 last_emit = now;
                 task.chain.advance(head, true, now)?;
                 task.send_outgoing().await?;
+                if let Some((group, member)) = &alignment {
+                    // The assigner's watermark: downstream nodes of the chain never exceed it.
+                    // An idle subtask takes no part (reported as having none), as in Flink.
+                    let watermark = task
+                        .chain
+                        .statuses()
+                        .iter()
+                        .filter(|(_, st)| !st.idle)
+                        .map(|(_, st)| st.watermark)
+                        .max()
+                        .unwrap_or(MIN_TIMESTAMP);
+                    group.report(*member, watermark);
+                }
             }
             if let (Some(at), Some(i)) = (next_checkpoint_at, interval) {
                 if now >= at && !active.is_empty() {
@@ -373,6 +397,9 @@ pub async fn run_source(
             }
         }
         tokio::task::yield_now().await;
+    }
+    if let Some((group, member)) = &alignment {
+        group.leave(*member);
     }
     task.finish().await
 }

@@ -3,15 +3,19 @@
 //! - [`generator`]: the bounded-out-of-orderness generator per source split, emitting
 //!   `max_ts − D − 1` periodically, with idleness (Flink's `BoundedOutOfOrdernessWatermarks`,
 //!   `WatermarksWithIdleness` and the per-split `WatermarkOutputMultiplexer`).
+//! - [`alignment`]: opt-in watermark alignment across source subtasks (Flink's
+//!   `withWatermarkAlignment`): a source too far ahead of the slowest pauses.
 //! - [`valve`]: the min over an operator's input channels after an exchange (Flink's
 //!   `StatusWatermarkValve`).
 //! - the conversion between Flink's watermark convention and the Beam-convention watermark
 //!   that `weir-runner-core`'s operators expect ([`to_operator_watermark`],
 //!   [`from_operator_watermark`]).
 
+pub mod alignment;
 pub mod generator;
 pub mod valve;
 
+pub use alignment::AlignmentGroup;
 pub use generator::{BoundedOutOfOrderness, SplitWatermarks};
 pub use valve::{InputWatermarks, WatermarkStatus};
 
