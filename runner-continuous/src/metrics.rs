@@ -44,6 +44,8 @@ pub struct SubtaskMetrics {
     pub backpressured_ms: u64,
     /// Sends that found the receiver out of credit and waited.
     pub blocked_sends: u64,
+    /// Source polls skipped because watermark alignment paused this subtask.
+    pub alignment_paused_polls: u64,
     /// Most messages ever waiting in this subtask's input queue (bounded by its credits).
     pub max_queued: usize,
     /// Its input queue's capacity (credits).

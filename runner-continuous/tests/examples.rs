@@ -104,30 +104,6 @@ fn examples_without_late_events_match_the_direct_runner_at_parallelism_1_and_2()
     }
 }
 
-/// Watermark alignment pauses a source subtask too far ahead of the other; with every source
-/// subtask paused or reading, the job still finishes with the direct runner's output.
-#[test]
-fn examples_with_watermark_alignment_match_the_direct_runner() {
-    for name in ["word_count", "user_sessions", "dedup_orders"] {
-        let expected = direct_outputs(name);
-        for mode in ["clock=wall", "clock=manual"] {
-            let args = [
-                "--parallelism",
-                "2",
-                "--set",
-                mode,
-                "--set",
-                "watermark_alignment=1ms",
-            ];
-            assert_eq!(
-                continuous_outputs(name, &args),
-                expected,
-                "{name} with {mode} and a 1 ms drift"
-            );
-        }
-    }
-}
-
 /// clicks_per_user has late clicks. With a watermark after every record (deterministic mode,
 /// one record per poll, the clock advancing one watermark interval per poll) Flink's
 /// `max − D − 1` watermark and its `wm >= end − 1` firing give exactly the Beam model's

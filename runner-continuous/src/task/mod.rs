@@ -49,6 +49,8 @@ pub struct Subtask {
     pub max_queued: usize,
     /// Checkpointing, when enabled.
     pub checkpointing: Option<SubtaskCheckpointing>,
+    /// Source polls skipped while watermark alignment paused this subtask.
+    pub alignment_paused_polls: u64,
     last_publish: Option<Instant>,
 }
 
@@ -103,6 +105,7 @@ impl Subtask {
             credits,
             max_queued: 0,
             checkpointing: None,
+            alignment_paused_polls: 0,
             last_publish: None,
         }
     }
@@ -217,6 +220,7 @@ impl Subtask {
                 idle_ms: self.time.idle.as_millis() as u64,
                 backpressured_ms: self.gate.backpressured.as_millis() as u64,
                 blocked_sends: self.gate.blocked_sends,
+                alignment_paused_polls: self.alignment_paused_polls,
                 max_queued: self.max_queued,
                 credits: self.credits,
             },
@@ -300,6 +304,7 @@ pub async fn run_source(
             let now = task.clock.now();
             let paused = alignment.as_ref().is_some_and(|(g, m)| g.must_pause(*m));
             let poll = if paused {
+                task.alignment_paused_polls += 1;
                 SourcePoll::Pending
             } else {
                 source.poll(split, rows, now)?

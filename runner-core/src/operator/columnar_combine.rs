@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_model::plan::Plan;
 use weir_model::time::{Duration, Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
-use weir_model::window::{LateDataPolicy, PaneInfo, TimestampCombiner, Trigger};
+use weir_model::window::{LateDataPolicy, PaneInfo, TimestampCombiner, Trigger, Window};
 use weir_model::{Schema, TransformNode};
 
 /// Most rows in one output batch.
@@ -35,7 +35,6 @@ const OUTPUT_BATCH_ROWS: usize = 8192;
 /// A built-in windowed `Combine` with columnar state (see the module docs).
 #[derive(Debug)]
 pub struct ColumnarCombineOperator {
-    node: String,
     late_tag: Option<String>,
     /// The key columns' schema, for restoring keys from a snapshot.
     key_schema: Schema,
@@ -85,7 +84,6 @@ impl ColumnarCombineOperator {
                 .collect::<ExecResult<Vec<_>>>()?,
         );
         Ok(Some(ColumnarCombineOperator {
-            node: node.name.clone(),
             late_tag: match &w.late_data {
                 LateDataPolicy::SideOutput { tag } => Some(tag.clone()),
                 LateDataPolicy::Drop => None,
@@ -106,7 +104,7 @@ impl ColumnarCombineOperator {
     }
 
     fn error(&self, message: impl Into<String>) -> ExecError {
-        ExecError::transform(&self.node, message)
+        ExecError::transform(&self.slots.spec().node, message)
     }
 }
 
@@ -133,7 +131,7 @@ impl Operator for ColumnarCombineOperator {
         // share a few windows): one map lookup per run rather than per new slot.
         let mut run: (Timestamp, Vec<u32>) = (MIN_TIMESTAMP, Vec::new());
         for r in 0..n {
-            let window = weir_model::window::Window::new(starts.value(r), ends.value(r));
+            let window = Window::new(starts.value(r), ends.value(r));
             if window_is_expired(&window, Duration::ZERO, wm) {
                 late[r] = true;
                 any_late = true;
@@ -282,38 +280,28 @@ impl Operator for ColumnarCombineOperator {
         let fields = self.slots.accumulator_fields();
         let mut accumulators: Vec<ArrayRef> = Vec::with_capacity(fields.len());
         for (c, f) in fields.iter().enumerate() {
-            let value = |i: usize| &entries[i]["accumulators"][c];
-            let check = |i: usize, present: bool| {
-                if present || (value(i).is_null() && f.is_nullable()) {
-                    Ok(())
-                } else {
-                    Err(malformed(
-                        i,
-                        &format!("accumulator {c} is not a {}", f.data_type()),
-                    ))
-                }
-            };
-            let column: ArrayRef = match f.data_type() {
-                ArrowType::Int64 => {
-                    let mut out = Vec::with_capacity(entries.len());
-                    for i in 0..entries.len() {
-                        let v = value(i).as_i64();
-                        check(i, v.is_some())?;
-                        out.push(v);
+            // A value of the field's type in every entry, or null where the field allows it.
+            let check_all = |is_typed: &dyn Fn(&Value) -> bool| -> ExecResult<()> {
+                for (i, e) in entries.iter().enumerate() {
+                    let v = &e["accumulators"][c];
+                    if !(is_typed(v) || (v.is_null() && f.is_nullable())) {
+                        let what = format!("accumulator {c} is not a {}", f.data_type());
+                        return Err(malformed(i, &what));
                     }
-                    Arc::new(Int64Array::from(out))
+                }
+                Ok(())
+            };
+            let values = entries.iter().map(|e| &e["accumulators"][c]);
+            accumulators.push(match f.data_type() {
+                ArrowType::Int64 => {
+                    check_all(&|v| v.is_i64())?;
+                    Arc::new(values.map(Value::as_i64).collect::<Int64Array>())
                 }
                 _ => {
-                    let mut out = Vec::with_capacity(entries.len());
-                    for i in 0..entries.len() {
-                        let v = value(i).as_f64();
-                        check(i, v.is_some())?;
-                        out.push(v);
-                    }
-                    Arc::new(Float64Array::from(out))
+                    check_all(&Value::is_number)?;
+                    Arc::new(values.map(Value::as_f64).collect::<Float64Array>())
                 }
-            };
-            accumulators.push(column);
+            });
         }
         self.slots.clear();
         self.due.clear();

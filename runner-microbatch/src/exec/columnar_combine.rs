@@ -51,7 +51,6 @@ struct PaneBook {
 /// A built-in `Combine` over non-merging windows, with its state in columns.
 #[derive(Debug)]
 pub struct ColumnarCombine {
-    node: String,
     firing: FiringPlan,
     late_tag: Option<String>,
     /// Complete output mode: every open window's result at every batch end.
@@ -84,7 +83,6 @@ impl ColumnarCombine {
             return Ok(None);
         };
         Ok(Some(ColumnarCombine {
-            node: node.name.clone(),
             firing: firing_plan(&spec.windowing)?,
             late_tag: match &spec.windowing.late_data {
                 LateDataPolicy::SideOutput { tag } => Some(tag.clone()),
@@ -386,7 +384,7 @@ impl ColumnarCombine {
                 return Err(internal(format!(
                     "`{}`: its checkpointed state is JSON entries, but this Combine keeps \
                      columnar state; the checkpoint was written by another version of Weir",
-                    self.node
+                    self.slots.spec().node
                 )))
             }
         };
@@ -406,7 +404,7 @@ impl ColumnarCombine {
             b.column_by_name(name).cloned().ok_or_else(|| {
                 internal(format!(
                     "`{}`: a state batch has no column `{name}` (it has {:?})",
-                    self.node,
+                    self.slots.spec().node,
                     b.schema()
                         .fields()
                         .iter()
@@ -421,7 +419,7 @@ impl ColumnarCombine {
             if c.data_type() != f.data_type() {
                 return Err(internal(format!(
                     "`{}`: state column `{}` is {}, expected {}",
-                    self.node,
+                    self.slots.spec().node,
                     f.name(),
                     c.data_type(),
                     f.data_type()
@@ -449,7 +447,7 @@ impl ColumnarCombine {
             let w: Timestamp = w.parse().map_err(|_| {
                 internal(format!(
                     "`{}`: a state delta's eviction watermark `{w}` is not a number",
-                    self.node
+                    self.slots.spec().node
                 ))
             })?;
             let lateness = Duration(self.firing.allowed_lateness);
