@@ -1,9 +1,12 @@
 //! [`PaneSlots`]: the state of a built-in `Combine` over non-merging windows, kept in columns.
 //!
-//! One *slot* per key and window: the key columns and the window bounds in Arrow's row format
-//! (one arena for every key), the accumulators in typed vectors, found through a hash table
-//! of slot numbers under a fixed-seed hash. A batch costs one hash lookup per row and one
-//! typed loop per aggregation, with no allocation per row or per group. Each runner keeps its
+//! One *slot* per key and window: the key columns in Arrow's row format (one arena for every
+//! key; the window is the slot's table's), the accumulators in typed vectors, found through one hash
+//! table of slot numbers per window under a fixed-seed hash. A batch costs one hash lookup
+//! per row and one typed loop per aggregation, with no allocation per row or per group.
+//! Tables per window rather than one for all: a batch's rows mostly fall in a few windows,
+//! whose small tables stay in cache, and a closing window's table is emptied at once and
+//! reused for a later window instead of leaving holes in a big one. Each runner keeps its
 //! own pane bookkeeping per slot (the `M` of [`PaneSlots`]) and its own firing rules; this
 //! module only stores, accumulates, evicts and renders.
 //!
@@ -216,15 +219,17 @@ impl AccColumn {
     }
 }
 
-/// One slot's key, window and the runner's pane bookkeeping `M`.
+/// One slot's key, window table and the runner's pane bookkeeping `M`. Kept small: a
+/// window's worth of new keys between two watermarks is this many bytes each, all faulted
+/// in as the state grows.
 #[derive(Debug, Clone, Copy, Default)]
 struct SlotMeta<M> {
     /// Where the key (row format) starts in the arena, and its length.
     key_offset: usize,
     key_len: u32,
+    /// The slot's window table (index into `PaneSlots::tables` and `table_windows`).
+    table: u32,
     hash: u64,
-    start: i64,
-    end: i64,
     /// Whether the slot holds a window (evicted slots are reused).
     live: bool,
     panes: M,
@@ -235,16 +240,22 @@ struct SlotMeta<M> {
 #[derive(Debug)]
 pub struct PaneSlots<M> {
     spec: ColumnarCombineSpec,
-    /// Key columns, window start and end, in Arrow's row format.
+    /// The key columns in Arrow's row format.
     converter: RowConverter,
-    /// The key columns alone: a slot's key bytes minus the window's `window_width` trailing
-    /// bytes (the row format encodes columns one after the other, two int64s at a fixed
-    /// width), decoded without decoding the window again.
-    key_converter: RowConverter,
-    window_width: usize,
     /// Fixed seed: a key's hash is the same in every run (panes are ordered by it).
     hasher: FixedState,
-    table: HashTable<u32>,
+    /// One table of slots per window holding any (emptied tables are kept for reuse).
+    tables: Vec<HashTable<u32>>,
+    /// The window of each table (of its last window, for a free table).
+    table_windows: Vec<Window>,
+    /// The table of each window holding slots.
+    table_of_window: hashbrown::HashMap<(i64, i64), u32, FixedState>,
+    /// Emptied tables, free for the next new window.
+    free_tables: Vec<u32>,
+    /// The last window looked up and its table: consecutive rows mostly share a window.
+    last_window: Option<(i64, i64, u32)>,
+    /// Per table, slots being evicted (scratch of `evict`, all zero between calls).
+    evicting: Vec<u32>,
     /// The slots' keys (row format), back to back: one allocation for all of them.
     arena: Vec<u8>,
     /// Bytes of `arena` that belong to evicted slots (reclaimed by `compact`).
@@ -264,36 +275,23 @@ fn arrow_err(e: arrow::error::ArrowError) -> ExecError {
 impl<M: Copy + Default> PaneSlots<M> {
     /// Empty state for `spec`.
     pub fn new(spec: ColumnarCombineSpec) -> ExecResult<Self> {
-        let mut sort_fields: Vec<SortField> = spec
+        let sort_fields: Vec<SortField> = spec
             .key_fields
             .iter()
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
-        sort_fields.push(SortField::new(ArrowType::Int64));
-        sort_fields.push(SortField::new(ArrowType::Int64));
-        let key_converter =
-            RowConverter::new(sort_fields[..spec.group_by.len()].to_vec()).map_err(arrow_err)?;
         let converter = RowConverter::new(sort_fields).map_err(arrow_err)?;
-        let window_width = {
-            let window = RowConverter::new(vec![
-                SortField::new(ArrowType::Int64),
-                SortField::new(ArrowType::Int64),
-            ])
-            .map_err(arrow_err)?;
-            let one: ArrayRef = Arc::new(Int64Array::from(vec![0]));
-            let rows = window
-                .convert_columns(&[one.clone(), one])
-                .map_err(arrow_err)?;
-            rows.row(0).data().len()
-        };
         let accs = spec.aggs.iter().map(AccColumn::for_spec).collect();
         Ok(PaneSlots {
             spec,
             converter,
-            key_converter,
-            window_width,
             hasher: FixedState::with_seed(0x5765_6972),
-            table: HashTable::new(),
+            tables: Vec::new(),
+            table_windows: Vec::new(),
+            table_of_window: hashbrown::HashMap::with_hasher(FixedState::with_seed(0x5765_6972)),
+            free_tables: Vec::new(),
+            last_window: None,
+            evicting: Vec::new(),
             arena: Vec::new(),
             garbage: 0,
             spare_arena: Vec::new(),
@@ -311,7 +309,12 @@ impl<M: Copy + Default> PaneSlots<M> {
 
     /// Forgets every slot.
     pub fn clear(&mut self) {
-        self.table.clear();
+        self.tables.clear();
+        self.table_windows.clear();
+        self.table_of_window.clear();
+        self.free_tables.clear();
+        self.last_window = None;
+        self.evicting.clear();
         self.arena.clear();
         self.garbage = 0;
         self.meta.clear();
@@ -342,8 +345,7 @@ impl<M: Copy + Default> PaneSlots<M> {
 
     /// The window of `slot`.
     pub fn window(&self, slot: u32) -> Window {
-        let m = &self.meta[slot as usize];
-        Window::new(m.start, m.end)
+        self.table_windows[self.meta[slot as usize].table as usize]
     }
 
     /// The runner's pane bookkeeping of `slot`.
@@ -361,16 +363,10 @@ impl<M: Copy + Default> PaneSlots<M> {
         &self.arena[at..at + self.meta[slot].key_len as usize]
     }
 
-    /// Each row's key and window in the row format: the slot keys of [`PaneSlots::slot_for`].
+    /// Each row's key in the row format: the slot keys of [`PaneSlots::slot_for`].
     pub fn slot_keys(&self, batch: &RecordBatch) -> ExecResult<Rows> {
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.group_by.len() + 2);
-        for k in self
-            .spec
-            .group_by
-            .iter()
-            .map(String::as_str)
-            .chain([batch::WIN_START, batch::WIN_END])
-        {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.group_by.len());
+        for k in self.spec.group_by.iter().map(String::as_str) {
             columns.push(batch.column_by_name(k).cloned().ok_or_else(|| {
                 ExecError::Internal(format!(
                     "`{}`: no column `{k}` in its input",
@@ -403,20 +399,61 @@ impl<M: Copy + Default> PaneSlots<M> {
             .collect()
     }
 
-    /// Makes room for `additional` new slots in the hash table.
-    pub fn reserve(&mut self, additional: usize) {
-        let metas = &self.meta;
-        self.table.reserve(additional, |&s| metas[s as usize].hash);
+    /// The table of window (`start`, `end`), taken from the free tables if the window has
+    /// none yet.
+    fn table_for(&mut self, start: i64, end: i64) -> u32 {
+        if let Some((s, e, t)) = self.last_window {
+            if s == start && e == end {
+                return t;
+            }
+        }
+        let t = match self.table_of_window.get(&(start, end)) {
+            Some(t) => *t,
+            None => {
+                let window = Window::new(start, end);
+                let t = match self.free_tables.pop() {
+                    Some(t) => {
+                        self.table_windows[t as usize] = window;
+                        t
+                    }
+                    None => {
+                        self.tables.push(HashTable::new());
+                        self.table_windows.push(window);
+                        self.evicting.push(0);
+                        (self.tables.len() - 1) as u32
+                    }
+                };
+                self.table_of_window.insert((start, end), t);
+                t
+            }
+        };
+        self.last_window = Some((start, end, t));
+        t
+    }
+
+    /// Empties table `t` (its window holds no slot any more) and frees it for reuse.
+    fn release_table(&mut self, t: u32) {
+        let window = self.table_windows[t as usize];
+        self.tables[t as usize].clear();
+        self.table_of_window.remove(&(window.start, window.end));
+        if self.last_window.is_some_and(|(_, _, last)| last == t) {
+            self.last_window = None;
+        }
+        self.free_tables.push(t);
     }
 
     /// The slot of (`key`, window) — `key` being a row of [`PaneSlots::slot_keys`] — created
     /// empty if there is none; `true` when created.
     pub fn slot_for(&mut self, key: &[u8], start: i64, end: i64) -> (u32, bool) {
+        let t = self.table_for(start, end);
         let hash = self.hasher.hash_one(key);
         let Self {
-            table, meta, arena, ..
+            tables,
+            meta,
+            arena,
+            ..
         } = &*self;
-        let found = table.find(hash, |&s| {
+        let found = tables[t as usize].find(hash, |&s| {
             let m = &meta[s as usize];
             &arena[m.key_offset..m.key_offset + m.key_len as usize] == key
         });
@@ -428,9 +465,8 @@ impl<M: Copy + Default> PaneSlots<M> {
         let meta = SlotMeta {
             key_offset: offset,
             key_len: key.len() as u32,
+            table: t,
             hash,
-            start,
-            end,
             live: true,
             panes: M::default(),
         };
@@ -448,8 +484,7 @@ impl<M: Copy + Default> PaneSlots<M> {
             }
         };
         let metas = &self.meta;
-        self.table
-            .insert_unique(hash, slot, |&s| metas[s as usize].hash);
+        self.tables[t as usize].insert_unique(hash, slot, |&s| metas[s as usize].hash);
         self.live += 1;
         (slot, true)
     }
@@ -472,32 +507,36 @@ impl<M: Copy + Default> PaneSlots<M> {
         self.accs.iter_mut().for_each(|a| a.reset(slot as usize));
     }
 
-    /// Frees `slots`; the hash table forgets them by lookup when they are few, and is
-    /// rebuilt from the live slots when they are most of it (erasing many entries one by one
-    /// would leave tombstones that force rehashing later).
+    /// Frees `slots`. A window whose slots all go has its table emptied at once; the
+    /// others forget the slots one by one.
     pub fn evict(&mut self, slots: &[u32]) {
         if slots.is_empty() {
             return;
         }
         for &slot in slots {
-            let i = slot as usize;
-            self.meta[i].live = false;
-            self.garbage += self.meta[i].key_len as usize;
+            let m = &mut self.meta[slot as usize];
+            m.live = false;
+            self.garbage += m.key_len as usize;
+            self.evicting[m.table as usize] += 1;
         }
-        if slots.len() * 2 >= self.table.len() {
-            self.table.clear();
-            let metas = &self.meta;
-            for (s, m) in metas.iter().enumerate().filter(|(_, m)| m.live) {
-                self.table
-                    .insert_unique(m.hash, s as u32, |&s| metas[s as usize].hash);
-            }
-        } else {
-            for &slot in slots {
-                if let Ok(entry) = self
-                    .table
-                    .find_entry(self.meta[slot as usize].hash, |&s| s == slot)
-                {
-                    entry.remove();
+        for &slot in slots {
+            let m = &self.meta[slot as usize];
+            let t = m.table as usize;
+            match self.evicting[t] {
+                // The table was released with an earlier slot of its window.
+                0 => {}
+                n if n as usize == self.tables[t].len() => {
+                    self.evicting[t] = 0;
+                    self.release_table(t as u32);
+                }
+                // Counts the slots of this call still in the table: once they are all
+                // that is left, the rest go at once.
+                _ => {
+                    self.evicting[t] -= 1;
+                    let hash = m.hash;
+                    if let Ok(entry) = self.tables[t].find_entry(hash, |&s| s == slot) {
+                        entry.remove();
+                    }
                 }
             }
         }
@@ -537,11 +576,12 @@ impl<M: Copy + Default> PaneSlots<M> {
         let mut current = None;
         for (i, (s, _)) in fired.iter().enumerate() {
             let m = &self.meta[*s as usize];
-            if current != Some((m.start, m.end)) {
+            let window = self.table_windows[m.table as usize];
+            if current != Some((window.start, window.end)) {
                 if let Some(w) = current {
                     by_window.entry(w).or_default().append(&mut run);
                 }
-                current = Some((m.start, m.end));
+                current = Some((window.start, window.end));
             }
             run.push((m.hash, i as u32));
         }
@@ -563,12 +603,9 @@ impl<M: Copy + Default> PaneSlots<M> {
 
     /// The key columns of `slots`, decoded from their row format.
     pub fn key_columns(&self, slots: &[u32]) -> ExecResult<Vec<ArrayRef>> {
-        let parser = self.key_converter.parser();
-        self.key_converter
-            .convert_rows(slots.iter().map(|s| {
-                let key = self.key(*s as usize);
-                parser.parse(&key[..key.len() - self.window_width])
-            }))
+        let parser = self.converter.parser();
+        self.converter
+            .convert_rows(slots.iter().map(|s| parser.parse(self.key(*s as usize))))
             .map_err(arrow_err)
     }
 
@@ -639,10 +676,10 @@ impl<M: Copy + Default> PaneSlots<M> {
     pub fn key_window_columns(&self, slots: &[u32]) -> ExecResult<Vec<ArrayRef>> {
         let mut columns = self.key_columns(slots)?;
         columns.push(Arc::new(Int64Array::from_iter_values(
-            slots.iter().map(|s| self.meta[*s as usize].start),
+            slots.iter().map(|s| self.window(*s).start),
         )));
         columns.push(Arc::new(Int64Array::from_iter_values(
-            slots.iter().map(|s| self.meta[*s as usize].end),
+            slots.iter().map(|s| self.window(*s).end),
         )));
         Ok(columns)
     }
@@ -721,11 +758,11 @@ impl<M: Copy + Default> PaneSlots<M> {
         accumulators: &[ArrayRef],
     ) -> ExecResult<Vec<u32>> {
         let n = key_window.first().map_or(0, |c| c.len());
+        let k = self.spec.group_by.len();
         let rows = self
             .converter
-            .convert_columns(key_window)
+            .convert_columns(&key_window[..k])
             .map_err(arrow_err)?;
-        let k = self.spec.group_by.len();
         let starts = key_window[k].as_primitive::<Int64Type>().clone();
         let ends = key_window[k + 1].as_primitive::<Int64Type>().clone();
         let mut slots = Vec::with_capacity(n);
@@ -761,10 +798,7 @@ impl<M: Copy + Default> PaneSlots<M> {
     /// The live slots whose window satisfies `pred`.
     pub fn live_slots_where(&self, mut pred: impl FnMut(Window) -> bool) -> Vec<u32> {
         (0..self.meta.len() as u32)
-            .filter(|s| {
-                let m = &self.meta[*s as usize];
-                m.live && pred(Window::new(m.start, m.end))
-            })
+            .filter(|s| self.meta[*s as usize].live && pred(self.window(*s)))
             .collect()
     }
 }
@@ -900,5 +934,111 @@ fn extract(acc: &AccColumn, slots: &[u32]) -> ArrayRef {
                 .then(|| sum[s] / count[s] as f64)
                 .and_then(finite)
         }))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn slots() -> PaneSlots<()> {
+        let yaml = "pipeline:
+  type: chain
+  transforms:
+    - type: ReadFromMemory
+      name: events
+      config: {name: events, schema: {key: int64, ts: int64}}
+    - type: AssignTimestamps
+      config: {timestamp: ts}
+    - type: WindowInto
+      config: {windowing: {type: fixed, size: 10ms}}
+    - type: Combine
+      name: agg
+      config: {group_by: key, combine: {n: {fn: count}}}
+    - type: WriteToMemory
+      config: {name: out}
+";
+        let pipeline = weir_model::file::parse_str(yaml, "test.yaml").unwrap();
+        let plan = weir_model::plan(&pipeline).unwrap();
+        let spec = ColumnarCombineSpec::new(&plan, plan.pipeline.node("agg").unwrap())
+            .unwrap()
+            .expect("a columnar combine");
+        PaneSlots::new(spec).unwrap()
+    }
+
+    /// A key of `len` bytes: long keys make evictions reach the arena's compaction.
+    fn key(k: u8, len: usize) -> Vec<u8> {
+        let mut key = vec![k; len];
+        key[0] = k;
+        key
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Finds or creates the slot of key `.0` in window `.1`.
+        Find(u8, i64),
+        /// Evicts the live slots picked by the mask (bit i: the i-th in key/window order).
+        Evict(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u8..6, 0i64..4).prop_map(|(k, w)| Op::Find(k, w)),
+            1 => any::<u64>().prop_map(Op::Evict),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order of finds and evictions (whole windows, parts of windows), a
+        /// live (key, window) keeps its slot, an evicted one comes back as a new slot, and
+        /// slots report their windows.
+        #[test]
+        fn slots_follow_finds_and_evictions(
+            ops in proptest::collection::vec(op(), 1..80),
+            long_keys in any::<bool>(),
+        ) {
+            let len = if long_keys { 200_000 } else { 8 };
+            let mut slots = slots();
+            let mut model: BTreeMap<(u8, i64), u32> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Find(k, w) => {
+                        let (slot, created) = slots.slot_for(&key(k, len), w * 10, w * 10 + 10);
+                        match model.get(&(k, w)) {
+                            Some(s) => prop_assert_eq!((slot, created), (*s, false)),
+                            None => {
+                                prop_assert!(created);
+                                prop_assert!(!model.values().any(|s| *s == slot));
+                                model.insert((k, w), slot);
+                            }
+                        }
+                        prop_assert_eq!(slots.window(slot), Window::new(w * 10, w * 10 + 10));
+                    }
+                    Op::Evict(mask) => {
+                        let picked: Vec<(u8, i64)> = model
+                            .keys()
+                            .enumerate()
+                            .filter(|(i, _)| mask >> (i % 64) & 1 == 1)
+                            .map(|(_, kw)| *kw)
+                            .collect();
+                        let evicted: Vec<u32> =
+                            picked.iter().map(|kw| model.remove(kw).unwrap()).collect();
+                        slots.evict(&evicted);
+                        for s in &evicted {
+                            prop_assert!(!slots.is_live(*s));
+                        }
+                    }
+                }
+                prop_assert_eq!(slots.live(), model.len() as u64);
+                for ((k, w), s) in &model {
+                    prop_assert!(slots.is_live(*s));
+                    prop_assert_eq!(slots.key(*s as usize), &key(*k, len)[..]);
+                    let again = slots.slot_for(&key(*k, len), w * 10, w * 10 + 10);
+                    prop_assert_eq!(again, (*s, false));
+                }
+            }
+        }
     }
 }

@@ -125,7 +125,6 @@ impl Operator for ColumnarCombineOperator {
         let mut late = vec![false; n];
         let mut any_late = false;
         let mut slot_of_row = vec![u32::MAX; n];
-        self.slots.reserve(n);
         let wm = self.input_watermark;
         // New slots by expiry time, a run of one window at a time (rows of a batch mostly
         // share a few windows): one map lookup per run rather than per new slot.

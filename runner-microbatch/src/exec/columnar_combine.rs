@@ -156,7 +156,6 @@ impl ColumnarCombine {
         let mut late = vec![false; n];
         let mut slot_of_row = vec![u32::MAX; n];
         let finishes = self.firing.late.is_none();
-        self.slots.reserve(n);
         for r in 0..n {
             let end = ends.value(r);
             if self.row_is_late(end, ctx.late_filter_watermark) {
