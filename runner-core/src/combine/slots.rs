@@ -363,7 +363,17 @@ impl<M: Copy + Default> PaneSlots<M> {
         &self.arena[at..at + self.meta[slot].key_len as usize]
     }
 
-    /// Each row's key in the row format: the slot keys of [`PaneSlots::slot_for`].
+    /// Row `r`'s key among `keys` (from [`PaneSlots::slot_keys`]): empty for a `Combine`
+    /// without keys, whose converted rows have no rows at all.
+    pub fn key_of<'a>(&self, keys: &'a Rows, r: usize) -> &'a [u8] {
+        if self.spec.group_by.is_empty() {
+            &[]
+        } else {
+            keys.row(r).data()
+        }
+    }
+
+    /// The keys of a batch's rows in the row format: see [`PaneSlots::key_of`].
     pub fn slot_keys(&self, batch: &RecordBatch) -> ExecResult<Rows> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.group_by.len());
         for k in self.spec.group_by.iter().map(String::as_str) {
@@ -767,7 +777,8 @@ impl<M: Copy + Default> PaneSlots<M> {
         let ends = key_window[k + 1].as_primitive::<Int64Type>().clone();
         let mut slots = Vec::with_capacity(n);
         for r in 0..n {
-            let (slot, _) = self.slot_for(rows.row(r).data(), starts.value(r), ends.value(r));
+            let key = if k == 0 { &[][..] } else { rows.row(r).data() };
+            let (slot, _) = self.slot_for(key, starts.value(r), ends.value(r));
             let s = slot as usize;
             let mut c = 0;
             for acc in &mut self.accs {
@@ -966,6 +977,42 @@ mod tests {
             .unwrap()
             .expect("a columnar combine");
         PaneSlots::new(spec).unwrap()
+    }
+
+    #[test]
+    fn a_combine_without_keys_has_one_empty_key() {
+        let yaml = "pipeline:
+  type: chain
+  transforms:
+    - type: ReadFromMemory
+      name: events
+      config: {name: events, schema: {v: int64, ts: int64}}
+    - type: AssignTimestamps
+      config: {timestamp: ts}
+    - type: WindowInto
+      config: {windowing: {type: fixed, size: 10ms}}
+    - type: Combine
+      name: agg
+      config: {combine: {n: {fn: count}}}
+    - type: WriteToMemory
+      config: {name: out}
+";
+        let pipeline = weir_model::file::parse_str(yaml, "test.yaml").unwrap();
+        let plan = weir_model::plan(&pipeline).unwrap();
+        let spec = ColumnarCombineSpec::new(&plan, plan.pipeline.node("agg").unwrap())
+            .unwrap()
+            .expect("a columnar combine");
+        let mut slots: PaneSlots<()> = PaneSlots::new(spec).unwrap();
+        let v: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+        let batch = RecordBatch::try_from_iter([("v", v)]).unwrap();
+        let keys = slots.slot_keys(&batch).unwrap();
+        assert_eq!(slots.key_of(&keys, 2), &[] as &[u8]);
+        let (a, created) = slots.slot_for(slots.key_of(&keys, 0), 0, 10);
+        assert!(created);
+        assert_eq!(slots.slot_for(slots.key_of(&keys, 2), 0, 10), (a, false));
+        assert_ne!(slots.slot_for(&[], 10, 20).0, a);
+        assert!(slots.key_columns(&[a]).unwrap().is_empty());
+        assert_eq!(slots.key_window_columns(&[a]).unwrap().len(), 2);
     }
 
     /// A key of `len` bytes: long keys make evictions reach the arena's compaction.

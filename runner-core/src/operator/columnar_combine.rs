@@ -136,9 +136,9 @@ impl Operator for ColumnarCombineOperator {
                 any_late = true;
                 continue;
             }
-            let (slot, created) = self
-                .slots
-                .slot_for(keys.row(r).data(), window.start, window.end);
+            let (slot, created) =
+                self.slots
+                    .slot_for(self.slots.key_of(&keys, r), window.start, window.end);
             if created {
                 let gc = gc_time(&window, Duration::ZERO);
                 if gc != run.0 && !run.1.is_empty() {

@@ -162,9 +162,9 @@ impl ColumnarCombine {
                 late[r] = true;
                 continue;
             }
-            let (slot, created) = self
-                .slots
-                .slot_for(rows.row(r).data(), starts.value(r), end);
+            let (slot, created) =
+                self.slots
+                    .slot_for(self.slots.key_of(&rows, r), starts.value(r), end);
             // A window whose trigger fired ON_TIME without late firings takes no more rows.
             if !created && finishes && self.slots.panes(slot).fired_on_time {
                 late[r] = true;
