@@ -120,6 +120,12 @@ pub enum SourceSpec {
         /// order), as the generator's `out_of_order_group_size` does.
         #[serde(default = "one_u64")]
         out_of_order_group_size: u64,
+        /// Wall-clock mode (needs `rate`): each event is generated when the processing-time
+        /// clock reaches its event time, so the time from an event's timestamp to its row in
+        /// a sink is the time since it was generated (the generator's wall-clock event time).
+        /// Without it, pacing starts at the first read, whenever that is.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        realtime: bool,
     },
     /// Parquet files: one file, or every committed file of a directory (bounded). A
     /// directory written by a Parquet sink is read through its manifest

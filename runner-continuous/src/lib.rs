@@ -21,7 +21,8 @@
 //! - `Watermark(t)`: `ts <= t` is late ([`watermark::is_late`]); a window fires at
 //!   `watermark >= end − 1`, is cleaned at `end − 1 + lateness`, re-fires for late elements
 //!   within the lateness, and routes elements late for all windows to the side output;
-//! - output buffers flushed when full, at the buffer timeout, or before a watermark
+//! - output buffers flushed when full, at the buffer timeout, before a watermark, or when a
+//!   source subtask has nothing to read (holding rows while idle only adds latency)
 //!   ([`task::OutputGate`]); credit-based backpressure with busy/idle/backpressured time per
 //!   subtask ([`metrics`]).
 //!

@@ -126,6 +126,7 @@ pub fn prepare(
                         partitions,
                         rate,
                         base_time,
+                        realtime,
                         ..
                     },
                 ..
@@ -136,6 +137,8 @@ pub fn prepare(
                 if let Some(t) = sizing.base_time {
                     *base_time = t;
                 }
+                // Paced runs measure latency: events are generated at their event times.
+                *realtime = sizing.rate.is_some();
                 sources += 1;
             }
             Transform::Read {

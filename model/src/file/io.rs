@@ -453,6 +453,7 @@ pub(crate) fn read_nexmark(def: &TransformDef) -> Result<Built> {
         "base_time",
         "rate",
         "out_of_order_group_size",
+        "realtime",
     ])?;
     let table_node = config.require("table")?;
     let table_name = string(&def.ctx, table_node, &config.field("table"))?;
@@ -477,7 +478,22 @@ pub(crate) fn read_nexmark(def: &TransformDef) -> Result<Built> {
             config.error(value_pos("partitions"), "partitions", "too many partitions")
         })?,
     };
+    let realtime = match config.get("realtime") {
+        None => false,
+        Some(n) => match n.value {
+            Value::Bool(b) => b,
+            _ => {
+                return Err(def
+                    .ctx
+                    .wrong_kind(n, &config.field("realtime"), "true or false"))
+            }
+        },
+    };
     let base_time = match config.get("base_time") {
+        // Wall-clock mode starts the stream when the file is read.
+        None if realtime => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
         None => crate::io::NEXMARK_BASE_TIME,
         Some(n) => match n.value {
             Value::Int(ms) if ms >= 0 => ms,
@@ -494,6 +510,13 @@ pub(crate) fn read_nexmark(def: &TransformDef) -> Result<Built> {
         .get("rate")
         .map(|n| rate(def.ctx, n, &config.field("rate")))
         .transpose()?;
+    if realtime && rate.is_none() {
+        return Err(config.error(
+            value_pos("realtime"),
+            "realtime",
+            "wall-clock mode paces events by their event times, so it needs a `rate`",
+        ));
+    }
     Ok(read(
         SourceSpec::Nexmark {
             table,
@@ -503,6 +526,7 @@ pub(crate) fn read_nexmark(def: &TransformDef) -> Result<Built> {
             base_time,
             rate,
             out_of_order_group_size: positive("out_of_order_group_size")?.unwrap_or(1),
+            realtime,
         },
         table.schema(),
         BadRecordPolicy::Fail,

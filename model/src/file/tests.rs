@@ -611,6 +611,7 @@ fn read_from_nexmark_reads_every_field_and_the_tables_schema() {
             base_time: 0,
             rate: Some(5.0),
             out_of_order_group_size: 7,
+            realtime: false,
         }
     );
     assert_eq!(*schema, NexmarkTable::Auction.schema());
@@ -621,6 +622,49 @@ fn read_from_nexmark_reads_every_field_and_the_tables_schema() {
     assert_eq!(*sink, SinkSpec::Meter { name: "m".into() });
     assert_eq!(p.transforms[0].transform.type_name(), "ReadFromNexmark");
     assert_eq!(p.transforms[1].transform.type_name(), "WriteToMeter");
+}
+
+#[test]
+fn read_from_nexmark_in_wall_clock_mode_needs_a_rate_and_starts_now() {
+    use crate::io::SourceSpec;
+    use crate::transform::Transform;
+    let head = "pipeline:\n  transforms:\n    - type: ReadFromNexmark\n";
+    assert_error(
+        &format!("{head}      config: {{table: bid, realtime: true}}\n"),
+        "f.yaml:4:38",
+        "transform `ReadFromNexmark`, field `config.realtime`: wall-clock mode paces events by their event times, so it needs a `rate`",
+    );
+    assert_error(
+        &format!("{head}      config: {{table: bid, rate: 10, realtime: yes}}\n"),
+        "f.yaml:4:48",
+        "transform `ReadFromNexmark`, field `config.realtime`: expected true or false, found a string",
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let p = parse_str(
+        "pipeline:\n  type: chain\n  transforms:\n    - type: ReadFromNexmark\n      config: {table: bid, rate: 10, realtime: true}\n    - {type: WriteToMeter, config: {name: m}}\n",
+        "f.yaml",
+    )
+    .unwrap();
+    let Transform::Read {
+        source:
+            SourceSpec::Nexmark {
+                base_time,
+                realtime,
+                ..
+            },
+        ..
+    } = &p.transforms[0].transform
+    else {
+        panic!("not a Nexmark read")
+    };
+    assert!(*realtime);
+    assert!(
+        *base_time >= before && *base_time < before + 60_000,
+        "{base_time}"
+    );
 }
 
 #[test]

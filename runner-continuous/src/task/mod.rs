@@ -386,7 +386,10 @@ pub async fn run_source(
             if let Some(tick) = task.manual_tick() {
                 task.clock.advance(tick.max(1));
             } else {
-                // Nothing to read: sleep until the source, a flush or a watermark is due.
+                // Nothing to read: rows held for the buffer timeout would only wait longer
+                // (the timeout bounds a row's wait, it does not make rows wait), so they go
+                // now. Then sleep until the source or a watermark is due.
+                task.gate.flush_all().await?;
                 let wait_ms = source
                     .next_poll_time()
                     .map(|t| t - now)

@@ -167,6 +167,7 @@ pub fn build_source(
             base_time,
             rate,
             out_of_order_group_size,
+            realtime,
         } => Box::new(NexmarkSource::new(
             schema,
             &NexmarkSettings {
@@ -177,6 +178,7 @@ pub fn build_source(
                 base_time: *base_time,
                 rate: *rate,
                 out_of_order_group_size: *out_of_order_group_size,
+                realtime: *realtime,
             },
         )?),
         SourceSpec::Parquet { path } => Box::new(ParquetSource::new(node, path, schema)?),

@@ -610,6 +610,10 @@ pub struct NexmarkSettings {
     pub rate: Option<f64>,
     /// Out-of-order group size (1: in order).
     pub out_of_order_group_size: u64,
+    /// Wall-clock mode: an event is due when the processing-time clock reaches its event
+    /// time (pacing anchored at `base_time`), not `1 / rate` after the previous one counted
+    /// from the first poll.
+    pub realtime: bool,
 }
 
 impl NexmarkSource {
@@ -650,7 +654,10 @@ impl NexmarkSource {
             events: settings.events,
             next: (0..u64::from(settings.partitions)).collect(),
             used: vec![false; settings.partitions as usize],
-            pacer: RatePacer::new(settings.rate),
+            pacer: match settings.rate {
+                Some(rate) if settings.realtime => RatePacer::anchored(rate, settings.base_time),
+                rate => RatePacer::new(rate),
+            },
             buf: String::with_capacity(128),
         })
     }

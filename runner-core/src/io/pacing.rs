@@ -14,6 +14,8 @@ pub(crate) struct RatePacer {
     origin: Option<(Timestamp, u64)>,
     /// Re-reading rows produced before: everything is due, and the clock restarts after.
     replaying: bool,
+    /// The origin is fixed (item 0 due at a given time) rather than taken at the first poll.
+    anchored: bool,
 }
 
 impl RatePacer {
@@ -23,6 +25,19 @@ impl RatePacer {
             rate,
             origin: None,
             replaying: false,
+            anchored: false,
+        }
+    }
+
+    /// A pacer at `rate` items per second whose item `i` is due at `origin + i / rate`
+    /// whenever polling starts, and after seeks and replays too: items due while nobody
+    /// polled come out at once (a source that kept producing while the job was down).
+    pub(crate) fn anchored(rate: f64, origin: Timestamp) -> Self {
+        RatePacer {
+            rate: Some(rate),
+            origin: Some((origin, 0)),
+            replaying: false,
+            anchored: true,
         }
     }
 
@@ -36,14 +51,16 @@ impl RatePacer {
 
     /// Restarts the clock at the next poll (after a seek: positions moved).
     pub(crate) fn reset(&mut self) {
-        self.origin = None;
+        if !self.anchored {
+            self.origin = None;
+        }
     }
 
     /// Starts or ends a replay of items produced before (see
     /// [`crate::io::Source::set_replaying`]); either way the clock restarts at the next poll.
     pub(crate) fn set_replaying(&mut self, replaying: bool) {
         self.replaying = replaying;
-        self.origin = None;
+        self.reset();
     }
 
     /// The index below which every item is due at `now` (unpaced or replaying: all).
@@ -221,6 +238,27 @@ mod tests {
         p.start(5_000, 20);
         assert_eq!(p.due(5_000), 20);
         assert_eq!(p.due(5_500), 21);
+    }
+
+    #[test]
+    fn an_anchored_pacer_keeps_its_origin_through_polls_seeks_and_replays() {
+        // 2 items per second from t = 1000: item i is due at 1000 + 500 (i + 1).
+        let mut p = RatePacer::anchored(2.0, 1_000);
+        p.start(3_000, 4);
+        assert_eq!(p.due(1_499), 0);
+        assert_eq!(p.due(1_500), 1);
+        assert_eq!(p.due(3_000), 4);
+        assert_eq!(p.due_time(4), Some(3_500));
+        p.reset();
+        p.set_replaying(true);
+        assert_eq!(p.due(0), u64::MAX);
+        p.set_replaying(false);
+        p.start(9_000, 0);
+        assert_eq!(
+            p.due(3_000),
+            4,
+            "a late start catches up on the items due since the origin"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ fn settings(table: NexmarkTable, events: u64) -> NexmarkSettings {
         base_time: NEXMARK_BASE_TIME,
         rate: None,
         out_of_order_group_size: 1,
+        realtime: false,
     }
 }
 
@@ -256,6 +257,32 @@ fn a_rate_paces_events_by_processing_time() {
     assert_eq!(s.position(0), serde_json::json!(10));
     // Event times are 1 ms apart from the base time.
     assert_eq!(times(&data, 5).value(0), NEXMARK_BASE_TIME + 4);
+}
+
+#[test]
+fn in_wall_clock_mode_an_event_is_due_at_its_event_time() {
+    // 1000 events per second from base time 1_000_000: offset k's event time is base + k.
+    let mut s = NexmarkSource::new(
+        &NexmarkTable::Bid.schema(),
+        &NexmarkSettings {
+            rate: Some(1000.0),
+            base_time: 1_000_000,
+            realtime: true,
+            ..settings(NexmarkTable::Bid, 1_000)
+        },
+    )
+    .unwrap();
+    // The first poll comes 10 ms late: the events due by then come at once.
+    let SourcePoll::Batch { data, .. } = s.poll(0, 100, 1_000_010).unwrap() else {
+        panic!("expected rows")
+    };
+    assert_eq!(data.num_rows(), 6);
+    assert_eq!(times(&data, 5).value(5), 1_000_009);
+    assert!(matches!(
+        s.poll(0, 100, 1_000_010).unwrap(),
+        SourcePoll::Pending
+    ));
+    assert_eq!(s.next_poll_time(), Some(1_000_011));
 }
 
 #[test]
