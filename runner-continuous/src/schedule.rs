@@ -552,14 +552,15 @@ impl Job {
             return Err(Died.into());
         }
         let sub = &mut self.subs[i];
-        let mut state: SubtaskState = sub.chain.snapshot(id)?;
-        if let Part::Source(src) = &sub.part {
-            state.positions = src
+        let positions = match &sub.part {
+            Part::Source(src) => src
                 .next
                 .iter()
                 .map(|(s, n)| (*s, serde_json::Value::from(*n as u64)))
-                .collect();
-        }
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let state: SubtaskState = sub.chain.snapshot(id)?.render(positions)?;
         sub.acked = id;
         let (vertex, index) = (sub.vertex, sub.index);
         if let Some(st) = &self.storage {

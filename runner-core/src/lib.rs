@@ -19,6 +19,7 @@ pub mod io;
 pub mod operator;
 pub mod reduce;
 pub mod schedule;
+pub mod snapshot;
 pub mod state;
 pub mod trigger;
 pub mod window;

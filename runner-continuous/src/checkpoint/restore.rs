@@ -14,6 +14,7 @@ use weir_model::plan::Plan;
 use weir_model::transform::Transform;
 use weir_model::Schema;
 use weir_runner_core::convert::rows_to_arrays;
+use weir_runner_core::snapshot::ColumnSnapshot;
 
 /// A checkpoint loaded for the current job graph.
 #[derive(Debug, Default)]
@@ -79,6 +80,30 @@ impl Restored {
                         .insert(node.clone(), value);
                     continue;
                 }
+                if let Some(snapshot) = ColumnSnapshot::from_value(&value) {
+                    let snapshot =
+                        snapshot.with_context(|| format!("checkpoint {id}: state of `{node}`"))?;
+                    for (target, part) in redistribute_columns(snapshot, new_p)? {
+                        let slot = restored
+                            .states
+                            .entry((v, target))
+                            .or_default()
+                            .operators
+                            .entry(node.clone());
+                        match slot {
+                            std::collections::btree_map::Entry::Vacant(e) => {
+                                e.insert(part.into_value()?);
+                            }
+                            std::collections::btree_map::Entry::Occupied(mut e) => {
+                                let mut merged = ColumnSnapshot::from_value(e.get())
+                                    .context("columnar state merged with another format")??;
+                                merged.append(part)?;
+                                e.insert(merged.into_value()?);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let serde_json::Value::Array(entries) = value else {
                     bail!(
                         "checkpoint {id}: the state of `{node}` cannot move from parallelism {old_p} to {new_p}"
@@ -118,6 +143,25 @@ impl Restored {
     }
 }
 
+/// Splits columnar state by the subtask of `parallelism` owning each row's key group: its
+/// key columns have the input's types, so they hash as the exchange hashes them.
+fn redistribute_columns(
+    snapshot: ColumnSnapshot,
+    parallelism: usize,
+) -> anyhow::Result<Vec<(usize, ColumnSnapshot)>> {
+    let hashes = key_hashes(&snapshot.batch, &snapshot.key)?;
+    let groups = KeyGroups::default();
+    let mut by_target: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for (r, h) in hashes.into_iter().enumerate() {
+        let target = groups.subtask_of(groups.group_of(h), parallelism);
+        by_target.entry(target).or_default().push(r as u32);
+    }
+    by_target
+        .into_iter()
+        .map(|(target, rows)| Ok((target, snapshot.take(&rows)?)))
+        .collect()
+}
+
 /// Assigns keyed entries (each with a `key` array of key-column values) to the subtask of
 /// `parallelism` owning their key group, hashing the keys exactly as the exchange does.
 fn redistribute(
@@ -126,13 +170,27 @@ fn redistribute(
     entries: Vec<serde_json::Value>,
     parallelism: usize,
 ) -> anyhow::Result<Vec<(usize, serde_json::Value)>> {
+    let keys = state_keys(plan, node)?;
+    let rows: Vec<weir_model::udf::Row> = entries
+        .iter()
+        .map(|e| {
+            let values = e["key"].as_array().cloned().unwrap_or_default();
+            keys.iter().cloned().zip(values).collect()
+        })
+        .collect();
+    let owners = owners_by_keys(plan, node, &keys, &rows, parallelism)?;
+    Ok(owners.into_iter().zip(entries).collect())
+}
+
+/// The key columns of `node`'s state: its exchange's keys.
+fn state_keys(plan: &Plan, node: &str) -> anyhow::Result<Vec<String>> {
     let transform = plan
         .pipeline
         .node(node)
         .context("restored transform missing")?;
     // Multi-input transforms hash each input by its own key columns; the values (and so
     // the hashes) agree, so the first input's columns place a key.
-    let keys = match &transform.transform {
+    Ok(match &transform.transform {
         Transform::StatefulParDo { keys, .. }
         | Transform::Dedup { keys, .. }
         | Transform::GroupByKey { keys } => keys.clone(),
@@ -140,7 +198,22 @@ fn redistribute(
         Transform::Join { on, .. } => on.first().cloned().unwrap_or_default(),
         Transform::CoGroupByKey { keys } => keys.first().cloned().unwrap_or_default(),
         other => bail!("the state of `{node}` ({other}) is not keyed"),
-    };
+    })
+}
+
+/// The subtask of `parallelism` owning each key (`rows` hold the `keys` columns), hashed
+/// exactly as the exchange hashes them.
+fn owners_by_keys(
+    plan: &Plan,
+    node: &str,
+    keys: &[String],
+    rows: &[weir_model::udf::Row],
+    parallelism: usize,
+) -> anyhow::Result<Vec<usize>> {
+    let transform = plan
+        .pipeline
+        .node(node)
+        .context("restored transform missing")?;
     let input = plan
         .collection(&transform.inputs[0])
         .context("restored transform input missing")?;
@@ -149,14 +222,7 @@ fn redistribute(
         .map(|k| input.schema.field(k).cloned().context("key column missing"))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let key_schema = Schema::new(fields);
-    let rows: Vec<weir_model::udf::Row> = entries
-        .iter()
-        .map(|e| {
-            let values = e["key"].as_array().cloned().unwrap_or_default();
-            keys.iter().cloned().zip(values).collect()
-        })
-        .collect();
-    let arrays = rows_to_arrays(&rows, &key_schema)
+    let arrays = rows_to_arrays(rows, &key_schema)
         .map_err(|(r, m)| anyhow::anyhow!("restoring the key of `{node}` entry {r}: {m}"))?;
     let arrow_schema = Arc::new(arrow::datatypes::Schema::new(
         key_schema
@@ -166,11 +232,10 @@ fn redistribute(
             .collect::<Vec<_>>(),
     ));
     let batch = RecordBatch::try_new(arrow_schema, arrays)?;
-    let hashes = key_hashes(&batch, &keys)?;
+    let hashes = key_hashes(&batch, keys)?;
     let groups = KeyGroups::default();
-    Ok(entries
+    Ok(hashes
         .into_iter()
-        .zip(hashes)
-        .map(|(e, h)| (groups.subtask_of(groups.group_of(h), parallelism), e))
+        .map(|h| groups.subtask_of(groups.group_of(h), parallelism))
         .collect())
 }

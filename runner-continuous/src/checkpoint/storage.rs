@@ -75,9 +75,23 @@ impl CheckpointStorage {
     ) -> anyhow::Result<u64> {
         let path = self.state_file(id, vertex, subtask);
         std::fs::create_dir_all(self.checkpoint_dir(id))?;
-        let bytes = serde_json::to_vec(state)?;
-        write_atomically(&path, &bytes)?;
-        Ok(bytes.len() as u64)
+        // Streamed to the file: a large state is not copied into one more buffer first.
+        let tmp = path.with_extension("tmp");
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("writing `{}`", tmp.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer(&mut out, state)
+            .with_context(|| format!("writing `{}`", tmp.display()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing `{}`", tmp.display()))?;
+        let bytes = file
+            .metadata()
+            .with_context(|| format!("writing `{}`", tmp.display()))?
+            .len();
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing `{}`", path.display()))?;
+        Ok(bytes)
     }
 
     /// Reads a subtask's state (empty when the subtask wrote none).

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use weir_model::plan::Plan;
 use weir_model::time::{Timestamp, MAX_TIMESTAMP, MIN_TIMESTAMP};
 use weir_model::transform::Transform;
+use weir_runner_core::operator::DeferredSnapshot;
 use weir_runner_core::operator::{
     build_operator, BuildEnv, Operator, OperatorContext, WriteOperator,
 };
@@ -88,6 +89,28 @@ struct Node {
     /// Last input watermark handed to the operator (Flink convention).
     last_input: Timestamp,
     metrics: NodeMetrics,
+}
+
+/// A chain's state taken at a barrier: operators' state copied out, not yet rendered (see
+/// [`DeferredSnapshot`]), so that rendering and writing it do not stop processing.
+#[derive(Debug, Default)]
+pub struct PendingState {
+    /// Transform → its state.
+    pub operators: BTreeMap<String, DeferredSnapshot>,
+}
+
+impl PendingState {
+    /// The state as written to a checkpoint, with the sources' `positions`.
+    pub fn render(self, positions: BTreeMap<u32, serde_json::Value>) -> ExecResult<SubtaskState> {
+        let mut state = SubtaskState {
+            positions,
+            ..SubtaskState::default()
+        };
+        for (name, value) in self.operators {
+            state.operators.insert(name, value.render()?);
+        }
+        Ok(state)
+    }
 }
 
 /// The operators of one subtask.
@@ -438,12 +461,12 @@ impl Chain {
     }
 
     /// The chain's part of checkpoint `id`: operator state, and the sinks' pre-commit.
-    pub fn snapshot(&mut self, id: u64) -> ExecResult<SubtaskState> {
-        let mut state = SubtaskState::default();
+    pub fn snapshot(&mut self, id: u64) -> ExecResult<PendingState> {
+        let mut state = PendingState::default();
         for n in &mut self.nodes {
             let value = match &mut n.kind {
-                Kind::Operator(op) | Kind::Assign { op, .. } => op.snapshot()?,
-                Kind::Sink(sink) => Some(sink.pre_commit(id)?),
+                Kind::Operator(op) | Kind::Assign { op, .. } => op.snapshot_deferred()?,
+                Kind::Sink(sink) => Some(DeferredSnapshot::ready(sink.pre_commit(id)?)),
                 Kind::Source => None,
             };
             if let Some(v) = value {

@@ -11,7 +11,7 @@ pub use gate::{ChannelClosed, GateEdge, OutputGate};
 use crate::channel::Message;
 use crate::checkpoint::{
     BarrierAction, BarrierAligner, CheckpointConfig, CheckpointStorage, CoordinatorEvent,
-    CoordinatorHandle, KillPoint, Killed, SubtaskState,
+    CoordinatorHandle, KillPoint, Killed,
 };
 use crate::clock::Clock;
 use crate::metrics::{MetricsBoard, SubtaskMetrics, TimeSplit};
@@ -129,8 +129,7 @@ impl Subtask {
                 return Err(Killed(KillPoint::DuringSnapshot(k)).into());
             }
         }
-        let mut state: SubtaskState = self.chain.snapshot(id)?;
-        state.positions = positions;
+        let state = self.chain.snapshot(id)?;
         self.send_outgoing().await?;
         self.gate.broadcast_barrier(id).await?;
         let Some(cp) = &self.checkpointing else {
@@ -140,6 +139,7 @@ impl Subtask {
         let (vertex, index, global) = (cp.vertex, self.index, cp.global);
         let alignment_ms = alignment.as_millis() as u64;
         let upload = move || -> anyhow::Result<()> {
+            let state = state.render(positions)?;
             let bytes = storage.write_state(id, vertex, index, &state)?;
             events
                 .send(CoordinatorEvent::Ack {
@@ -156,8 +156,8 @@ impl Subtask {
             upload()?;
         } else {
             // The state is already copied out of the operators (the synchronous part of
-            // Flink's snapshot); writing it does not stop processing. A failed upload
-            // declines the checkpoint: it never completes, the job goes on.
+            // Flink's snapshot); rendering and writing it do not stop processing. A failed
+            // upload declines the checkpoint: it never completes, the job goes on.
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = upload() {
                     tracing::warn!("checkpoint {id}: uploading a snapshot failed: {e:#}");

@@ -10,18 +10,19 @@
 //! where it applies (see [`crate::operator::BuildEnv::columnar_state`]); the direct runner,
 //! the reference, keeps the general path, and the tests run both over the same input.
 
-use super::{Operator, OperatorContext};
+use super::{DeferredSnapshot, Operator, OperatorContext};
 use crate::batch;
 use crate::combine::{ColumnarCombineSpec, PaneSlots};
-use crate::convert::{rows_to_arrays, value_at};
+use crate::convert::rows_to_arrays;
 use crate::error::{ExecError, ExecResult};
 use crate::reduce::{describe_pane, output_watermark};
+use crate::snapshot::ColumnSnapshot;
 use crate::window::{gc_time, window_is_expired};
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::DataType as ArrowType;
 use arrow::record_batch::RecordBatch;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_model::plan::Plan;
@@ -31,6 +32,10 @@ use weir_model::{Schema, TransformNode};
 
 /// Most rows in one output batch.
 const OUTPUT_BATCH_ROWS: usize = 8192;
+
+/// The window bounds' columns in a snapshot.
+const WINDOW_START: &str = "__window_start";
+const WINDOW_END: &str = "__window_end";
 
 /// A built-in windowed `Combine` with columnar state (see the module docs).
 #[derive(Debug)]
@@ -105,6 +110,134 @@ impl ColumnarCombineOperator {
 
     fn error(&self, message: impl Into<String>) -> ExecError {
         ExecError::transform(&self.slots.spec().node, message)
+    }
+
+    /// The columns of a snapshot: keys, window bounds, accumulators.
+    fn column_names(&self) -> Vec<String> {
+        let mut names = self.slots.spec().group_by.clone();
+        names.push(WINDOW_START.to_string());
+        names.push(WINDOW_END.to_string());
+        names.extend(
+            self.slots
+                .accumulator_fields()
+                .iter()
+                .map(|f| f.name().clone()),
+        );
+        names
+    }
+
+    /// The key and window columns and the accumulator columns of a [`ColumnSnapshot`],
+    /// each checked against the type this operator keeps.
+    fn arrays_from_columns(
+        &self,
+        snapshot: &ColumnSnapshot,
+    ) -> ExecResult<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let mut wanted: Vec<(String, ArrowType, bool)> = self
+            .key_schema
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.to_arrow().data_type().clone(), true))
+            .collect();
+        for bound in [WINDOW_START, WINDOW_END] {
+            wanted.push((bound.to_string(), ArrowType::Int64, false));
+        }
+        let k = wanted.len();
+        for f in self.slots.accumulator_fields() {
+            wanted.push((f.name().clone(), f.data_type().clone(), f.is_nullable()));
+        }
+        let mut arrays = Vec::with_capacity(wanted.len());
+        for (name, data_type, nullable) in &wanted {
+            let column = snapshot.column(name).ok_or_else(|| {
+                self.error(format!("restore: the snapshot has no column `{name}`"))
+            })?;
+            if column.data_type() != data_type || (!nullable && column.null_count() > 0) {
+                return Err(self.error(format!(
+                    "restore: column `{name}` of the snapshot is {}{}, not {data_type}",
+                    column.data_type(),
+                    if column.null_count() > 0 {
+                        " with nulls"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            arrays.push(column.clone());
+        }
+        let accumulators = arrays.split_off(k);
+        Ok((arrays, accumulators))
+    }
+
+    /// The key and window columns and the accumulator columns of per-entry JSON.
+    fn arrays_from_entries(&self, state: Value) -> ExecResult<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let entries = match state {
+            Value::Null => Vec::new(),
+            Value::Array(entries) => entries,
+            _ => return Err(self.error("restore: the snapshot is not an array of entries")),
+        };
+        if entries.iter().any(|e| e.get("active").is_some()) {
+            return Err(self.error(
+                "restore: the checkpointed state holds per-key windows of the general \
+                 aggregation, but this Combine keeps columnar state; the checkpoint was \
+                 written by another version of Weir",
+            ));
+        }
+        let malformed = |i: usize, what: &str| self.error(format!("restore: entry {i}: {what}"));
+        let mut key_rows = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let values = e["key"]
+                .as_array()
+                .filter(|v| v.len() == self.key_schema.fields.len())
+                .ok_or_else(|| malformed(i, "no `key` with one value per key column"))?;
+            key_rows.push(
+                self.key_schema
+                    .fields
+                    .iter()
+                    .map(|f| f.name.clone())
+                    .zip(values.iter().cloned())
+                    .collect(),
+            );
+        }
+        let mut key_window = rows_to_arrays(&key_rows, &self.key_schema)
+            .map_err(|(r, m)| malformed(r, &format!("key: {m}")))?;
+        for bound in 0..2 {
+            let values = entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    e["window"][bound]
+                        .as_i64()
+                        .ok_or_else(|| malformed(i, "no `window` [start, end]"))
+                })
+                .collect::<ExecResult<Vec<i64>>>()?;
+            key_window.push(Arc::new(Int64Array::from(values)) as ArrayRef);
+        }
+        let fields = self.slots.accumulator_fields();
+        let mut accumulators: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+        for (c, f) in fields.iter().enumerate() {
+            // A value of the field's type in every entry, or null where the field allows it.
+            let check_all = |is_typed: &dyn Fn(&Value) -> bool| -> ExecResult<()> {
+                for (i, e) in entries.iter().enumerate() {
+                    let v = &e["accumulators"][c];
+                    if !(is_typed(v) || (v.is_null() && f.is_nullable())) {
+                        let what = format!("accumulator {c} is not a {}", f.data_type());
+                        return Err(malformed(i, &what));
+                    }
+                }
+                Ok(())
+            };
+            let values = entries.iter().map(|e| &e["accumulators"][c]);
+            accumulators.push(match f.data_type() {
+                ArrowType::Int64 => {
+                    check_all(&|v| v.is_i64())?;
+                    Arc::new(values.map(Value::as_i64).collect::<Int64Array>())
+                }
+                _ => {
+                    check_all(&Value::is_number)?;
+                    Arc::new(values.map(Value::as_f64).collect::<Float64Array>())
+                }
+            });
+        }
+        Ok((key_window, accumulators))
     }
 }
 
@@ -211,97 +344,36 @@ impl Operator for ColumnarCombineOperator {
         self.handle_watermark(MAX_TIMESTAMP, ctx).map(|_| ())
     }
 
-    /// One entry per key and window: `{key: [values], window: [start, end], accumulators:
-    /// [...]}` (the accumulators as stored, mean as sum and count).
+    /// The live slots as a [`ColumnSnapshot`]: the key columns by name, then
+    /// `__window_start`, `__window_end` and the accumulators as stored (`__acc<i>`, a mean as
+    /// its sum and count).
     fn snapshot(&self) -> ExecResult<Option<Value>> {
-        let slots = self.slots.live_slots_where(|_| true);
-        let k = self.key_schema.fields.len();
-        let key_window = self.slots.key_window_columns(&slots)?;
-        let accs = self.slots.accumulator_columns(&slots);
-        let entries: Vec<Value> = (0..slots.len())
-            .map(|r| {
-                let key: Vec<Value> = key_window[..k]
-                    .iter()
-                    .map(|c| value_at(c.as_ref(), r))
-                    .collect();
-                let window = [&key_window[k], &key_window[k + 1]].map(|c| value_at(c.as_ref(), r));
-                let accumulators: Vec<Value> =
-                    accs.iter().map(|c| value_at(c.as_ref(), r)).collect();
-                json!({"key": key, "window": window, "accumulators": accumulators})
-            })
-            .collect();
-        Ok(Some(Value::Array(entries)))
+        self.snapshot_deferred()?
+            .map(DeferredSnapshot::render)
+            .transpose()
     }
 
+    /// The live slots' columns are copied at the barrier; their JSON is built later.
+    fn snapshot_deferred(&self) -> ExecResult<Option<DeferredSnapshot>> {
+        let slots = self.slots.live_slots_where(|_| true);
+        let mut arrays = self.slots.key_window_columns(&slots)?;
+        arrays.extend(self.slots.accumulator_columns(&slots));
+        let names = self.column_names();
+        let snapshot =
+            ColumnSnapshot::from_arrays(self.slots.spec().group_by.clone(), &names, arrays)?;
+        Ok(Some(DeferredSnapshot::new(move || snapshot.into_value())))
+    }
+
+    /// Restores a [`ColumnSnapshot`], or the per-entry JSON of earlier versions (`{key:
+    /// [values], window: [start, end], accumulators: [...]}` per key and window).
     fn restore(&mut self, state: Value) -> ExecResult<()> {
-        let entries = match state {
-            Value::Null => Vec::new(),
-            Value::Array(entries) => entries,
-            _ => return Err(self.error("restore: the snapshot is not an array of entries")),
+        let (key_window, accumulators) = match ColumnSnapshot::from_value(&state) {
+            Some(snapshot) => {
+                let snapshot = snapshot.map_err(|m| self.error(format!("restore: {m}")))?;
+                self.arrays_from_columns(&snapshot)?
+            }
+            None => self.arrays_from_entries(state)?,
         };
-        if entries.iter().any(|e| e.get("active").is_some()) {
-            return Err(self.error(
-                "restore: the checkpointed state holds per-key windows of the general \
-                 aggregation, but this Combine keeps columnar state; the checkpoint was \
-                 written by another version of Weir",
-            ));
-        }
-        let malformed = |i: usize, what: &str| self.error(format!("restore: entry {i}: {what}"));
-        let mut key_rows = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            let values = e["key"]
-                .as_array()
-                .filter(|v| v.len() == self.key_schema.fields.len())
-                .ok_or_else(|| malformed(i, "no `key` with one value per key column"))?;
-            key_rows.push(
-                self.key_schema
-                    .fields
-                    .iter()
-                    .map(|f| f.name.clone())
-                    .zip(values.iter().cloned())
-                    .collect(),
-            );
-        }
-        let mut key_window = rows_to_arrays(&key_rows, &self.key_schema)
-            .map_err(|(r, m)| malformed(r, &format!("key: {m}")))?;
-        for bound in 0..2 {
-            let values = entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    e["window"][bound]
-                        .as_i64()
-                        .ok_or_else(|| malformed(i, "no `window` [start, end]"))
-                })
-                .collect::<ExecResult<Vec<i64>>>()?;
-            key_window.push(Arc::new(Int64Array::from(values)) as ArrayRef);
-        }
-        let fields = self.slots.accumulator_fields();
-        let mut accumulators: Vec<ArrayRef> = Vec::with_capacity(fields.len());
-        for (c, f) in fields.iter().enumerate() {
-            // A value of the field's type in every entry, or null where the field allows it.
-            let check_all = |is_typed: &dyn Fn(&Value) -> bool| -> ExecResult<()> {
-                for (i, e) in entries.iter().enumerate() {
-                    let v = &e["accumulators"][c];
-                    if !(is_typed(v) || (v.is_null() && f.is_nullable())) {
-                        let what = format!("accumulator {c} is not a {}", f.data_type());
-                        return Err(malformed(i, &what));
-                    }
-                }
-                Ok(())
-            };
-            let values = entries.iter().map(|e| &e["accumulators"][c]);
-            accumulators.push(match f.data_type() {
-                ArrowType::Int64 => {
-                    check_all(&|v| v.is_i64())?;
-                    Arc::new(values.map(Value::as_i64).collect::<Int64Array>())
-                }
-                _ => {
-                    check_all(&Value::is_number)?;
-                    Arc::new(values.map(Value::as_f64).collect::<Float64Array>())
-                }
-            });
-        }
         self.slots.clear();
         self.due.clear();
         let mut slots = self.slots.restore_rows(&key_window, &accumulators)?;
@@ -327,6 +399,7 @@ mod tests {
     use crate::operator::{AggregateOperator, WindowIntoOperator};
     use arrow::array::StringArray;
     use proptest::prelude::*;
+    use serde_json::json;
 
     /// A keyed Combine of every kind over `windowing`, reading a memory source.
     fn plan_with(windowing: &str) -> Plan {
@@ -450,7 +523,9 @@ mod tests {
         /// Batch for batch and watermark for watermark, the columnar operator emits the
         /// general aggregation's panes, late rows and output watermarks; restored from its
         /// snapshot at any step (and given the last watermark again, as watermarks are not
-        /// checkpointed), it goes on as the run that was not interrupted.
+        /// checkpointed), it goes on as the run that was not interrupted. The snapshot is
+        /// taken deferred and rendered only after the run went on: what it copied at the
+        /// barrier does not change with later rows.
         #[test]
         fn columnar_operator_matches_the_general_aggregation_and_restores(
             windowing in 0usize..WINDOWINGS.len(),
@@ -471,18 +546,19 @@ mod tests {
             steps.push((None, MAX_TIMESTAMP));
             let cut = cut.min(steps.len());
             let mut expected = Vec::new();
-            let mut snapshot = None;
+            let mut deferred = None;
             for (i, (input, wm)) in steps.iter().enumerate() {
                 if i == cut {
-                    let text = serde_json::to_string(&columnar.snapshot().unwrap()).unwrap();
-                    snapshot = Some(serde_json::from_str::<Value>(&text).unwrap());
+                    deferred = columnar.snapshot_deferred().unwrap();
                 }
                 let a = step(&mut general, input.as_ref(), *wm);
                 let b = step(&mut columnar, input.as_ref(), *wm);
                 prop_assert_eq!(&a, &b, "step {}", i);
                 expected.push(b);
             }
-            let Some(snapshot) = snapshot else { return Ok(()) };
+            let Some(deferred) = deferred else { return Ok(()) };
+            let text = serde_json::to_string(&deferred.render().unwrap()).unwrap();
+            let snapshot = serde_json::from_str::<Value>(&text).unwrap();
             let mut restored = ColumnarCombineOperator::new(&plan, node(&plan)).unwrap().unwrap();
             restored.restore(snapshot).unwrap();
             if cut > 0 {
@@ -519,6 +595,48 @@ mod tests {
             WINDOWINGS[0]
         )));
         assert!(!columnar("        windowing: {type: sessions, gap: 10ms}"));
+    }
+
+    #[test]
+    fn per_entry_snapshots_of_earlier_versions_restore_into_columns() {
+        let plan = plan_with(WINDOWINGS[0]);
+        let mut op = ColumnarCombineOperator::new(&plan, node(&plan))
+            .unwrap()
+            .unwrap();
+        op.restore(json!([
+            {"key": ["k1"], "window": [0, 10], "accumulators": [2, 1, 5, 0.5, -1, 0.5, 6.0, 2]},
+            {"key": ["k2"], "window": [10, 20], "accumulators": [1, 0, null, null, null, null, 0.0, 0]}
+        ]))
+        .unwrap();
+        let snapshot = op.snapshot().unwrap().unwrap();
+        let columns = ColumnSnapshot::from_value(&snapshot).unwrap().unwrap();
+        assert_eq!(columns.key, ["key"]);
+        let column = |name: &str| -> Vec<Value> {
+            let c = columns.column(name).unwrap();
+            (0..c.len())
+                .map(|r| crate::convert::value_at(c.as_ref(), r))
+                .collect()
+        };
+        assert_eq!(column("key"), [json!("k1"), json!("k2")]);
+        assert_eq!(column(WINDOW_END), [json!(10), json!(20)]);
+        assert_eq!(column("__acc2"), [json!(5), Value::Null]);
+        assert_eq!(column("__acc6_sum"), [json!(6.0), json!(0.0)]);
+        let mut again = ColumnarCombineOperator::new(&plan, node(&plan))
+            .unwrap()
+            .unwrap();
+        again.restore(snapshot.clone()).unwrap();
+        assert_eq!(again.snapshot().unwrap().unwrap(), snapshot);
+        let keys_only = ColumnSnapshot::from_arrays(
+            vec!["key".into()],
+            &["key".into()],
+            vec![columns.column("key").unwrap().clone()],
+        )
+        .unwrap();
+        let err = again
+            .restore(keys_only.into_value().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no column `__window_start`"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,33 @@ impl OperatorContext {
     }
 }
 
+/// An operator's state copied out at a checkpoint barrier, to be rendered as the JSON of
+/// [`Operator::snapshot`] by whoever writes the checkpoint (on another thread).
+pub struct DeferredSnapshot(Box<dyn FnOnce() -> ExecResult<serde_json::Value> + Send>);
+
+impl DeferredSnapshot {
+    /// State already rendered.
+    pub fn ready(state: serde_json::Value) -> Self {
+        DeferredSnapshot(Box::new(move || Ok(state)))
+    }
+
+    /// State that `render` turns into JSON later; it must own everything it reads.
+    pub fn new(render: impl FnOnce() -> ExecResult<serde_json::Value> + Send + 'static) -> Self {
+        DeferredSnapshot(Box::new(render))
+    }
+
+    /// The state as JSON.
+    pub fn render(self) -> ExecResult<serde_json::Value> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for DeferredSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredSnapshot")
+    }
+}
+
 /// An operator. Only `process_batch` is required.
 pub trait Operator: Send {
     /// Handles a batch (user columns + metadata, see [`crate::batch`]) on input `input`.
@@ -139,6 +166,14 @@ pub trait Operator: Send {
     /// it for an operator that keeps state without overriding it.
     fn snapshot(&self) -> ExecResult<Option<serde_json::Value>> {
         Ok(None)
+    }
+
+    /// The state of [`Operator::snapshot`], copied out now and rendered as JSON later, off the
+    /// processing path (the asynchronous part of Flink's snapshot). An operator with much
+    /// state overrides it to copy its state cheaply (columns, not JSON); the default renders
+    /// at once.
+    fn snapshot_deferred(&self) -> ExecResult<Option<DeferredSnapshot>> {
+        Ok(self.snapshot()?.map(DeferredSnapshot::ready))
     }
 
     /// Restores state returned by [`Operator::snapshot`] (the default has none to restore).
