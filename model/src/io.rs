@@ -123,7 +123,8 @@ pub enum SourceSpec {
         /// Wall-clock mode (needs `rate`): each event is generated when the processing-time
         /// clock reaches its event time, so the time from an event's timestamp to its row in
         /// a sink is the time since it was generated (the generator's wall-clock event time).
-        /// Without it, pacing starts at the first read, whenever that is.
+        /// Needs a `base_time` given explicitly. Without it, pacing starts at the first read,
+        /// whenever that is.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         realtime: bool,
     },

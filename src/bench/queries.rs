@@ -138,7 +138,7 @@ pub fn prepare(
                     *base_time = t;
                 }
                 // Paced runs measure latency: events are generated at their event times.
-                *realtime = sizing.rate.is_some();
+                *realtime = sizing.rate.is_some() && sizing.base_time.is_some();
                 sources += 1;
             }
             Transform::Read {

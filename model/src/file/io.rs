@@ -490,10 +490,17 @@ pub(crate) fn read_nexmark(def: &TransformDef) -> Result<Built> {
         },
     };
     let base_time = match config.get("base_time") {
-        // Wall-clock mode starts the stream when the file is read.
-        None if realtime => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        // A default taken when the file is read would move at every restart, and a restored
+        // run would generate its remaining events at other times.
+        None if realtime => {
+            return Err(config.error(
+                value_pos("realtime"),
+                "realtime",
+                "wall-clock mode needs `base_time` (the wall-clock time of the first event, \
+                 milliseconds since the epoch), so that a restored run generates the same \
+                 events at the same times",
+            ))
+        }
         None => crate::io::NEXMARK_BASE_TIME,
         Some(n) => match n.value {
             Value::Int(ms) if ms >= 0 => ms,

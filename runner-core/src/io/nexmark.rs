@@ -654,8 +654,12 @@ impl NexmarkSource {
             events: settings.events,
             next: (0..u64::from(settings.partitions)).collect(),
             used: vec![false; settings.partitions as usize],
+            // Anchored at the rate the event times are spaced for, so that they never drift
+            // from the clock.
             pacer: match settings.rate {
-                Some(rate) if settings.realtime => RatePacer::anchored(rate, settings.base_time),
+                Some(_) if settings.realtime => {
+                    RatePacer::anchored(events_per_second as f64, settings.base_time)
+                }
                 rate => RatePacer::new(rate),
             },
             buf: String::with_capacity(128),
