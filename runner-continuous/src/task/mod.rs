@@ -129,6 +129,8 @@ impl Subtask {
                 return Err(Killed(KillPoint::DuringSnapshot(k)).into());
             }
         }
+        // A sink commits a completed checkpoint before it prepares the next.
+        self.commit_completed()?;
         let state = self.chain.snapshot(id)?;
         self.send_outgoing().await?;
         self.gate.broadcast_barrier(id).await?;
@@ -273,6 +275,12 @@ impl Subtask {
     }
 }
 
+/// How long a checkpoint may stay incomplete before the next one is injected anyway: ten
+/// intervals, at least ten seconds.
+fn checkpoint_timeout(interval_ms: i64) -> Duration {
+    Duration::from_millis((interval_ms.max(0) as u64).saturating_mul(10).max(10_000))
+}
+
 /// A source subtask reading `splits` of `source` (dead letters go to side output `tag`).
 ///
 /// With watermark alignment (`alignment`: the group and this subtask's member index), the
@@ -296,6 +304,8 @@ pub async fn run_source(
         .filter(|c| c.config.interval_ms > 0)
         .map(|c| c.config.interval_ms);
     let mut next_checkpoint_at = interval.map(|i| task.clock.now() + i);
+    // The last checkpoint this subtask injected, and when.
+    let mut last_injected: Option<(u64, Instant)> = None;
     let mut emitted: u64 = 0;
     while !active.is_empty() {
         let mut progressed = false;
@@ -360,7 +370,21 @@ pub async fn run_source(
                 }
             }
             if let (Some(at), Some(i)) = (next_checkpoint_at, interval) {
-                if now >= at && !active.is_empty() {
+                // One checkpoint at a time (Flink's default of one concurrent checkpoint): a
+                // two-phase sink must commit checkpoint N before it prepares N + 1, whose
+                // writes would otherwise wait for N's locks while N's commit waits for them.
+                // A checkpoint that never completes (a declined upload) stops holding the
+                // next one back after a timeout. (On a manual clock checkpoints follow the
+                // clock alone, as deterministic tests expect.)
+                let previous_pending = !task.clock.is_manual()
+                    && last_injected.is_some_and(|(id, at)| {
+                        let completed = task
+                            .checkpointing
+                            .as_ref()
+                            .map_or(u64::MAX, |cp| *cp.coordinator.completed.borrow());
+                        completed < id && at.elapsed() < checkpoint_timeout(i)
+                    });
+                if now >= at && !active.is_empty() && !previous_pending {
                     next_checkpoint_at = Some(now + i);
                     let id = match &mut task.checkpointing {
                         Some(cp) => {
@@ -372,6 +396,7 @@ pub async fn run_source(
                     // The barrier is injected with the positions after the last record
                     // emitted: a restore replays from exactly here.
                     let positions = assigned.iter().map(|s| (*s, source.position(*s))).collect();
+                    last_injected = Some((id, Instant::now()));
                     task.take_checkpoint(id, positions, Duration::ZERO).await?;
                 }
             }
