@@ -954,24 +954,27 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    fn slots() -> PaneSlots<()> {
-        let yaml = "pipeline:
+    /// The slots of a count per 10 ms window, grouped by `group_by` (a YAML list).
+    fn slots_grouped_by(group_by: &str) -> PaneSlots<()> {
+        let yaml = format!(
+            "pipeline:
   type: chain
   transforms:
     - type: ReadFromMemory
       name: events
-      config: {name: events, schema: {key: int64, ts: int64}}
+      config: {{name: events, schema: {{key: int64, ts: int64}}}}
     - type: AssignTimestamps
-      config: {timestamp: ts}
+      config: {{timestamp: ts}}
     - type: WindowInto
-      config: {windowing: {type: fixed, size: 10ms}}
+      config: {{windowing: {{type: fixed, size: 10ms}}}}
     - type: Combine
       name: agg
-      config: {group_by: key, combine: {n: {fn: count}}}
+      config: {{group_by: {group_by}, combine: {{n: {{fn: count}}}}}}
     - type: WriteToMemory
-      config: {name: out}
-";
-        let pipeline = weir_model::file::parse_str(yaml, "test.yaml").unwrap();
+      config: {{name: out}}
+"
+        );
+        let pipeline = weir_model::file::parse_str(&yaml, "test.yaml").unwrap();
         let plan = weir_model::plan(&pipeline).unwrap();
         let spec = ColumnarCombineSpec::new(&plan, plan.pipeline.node("agg").unwrap())
             .unwrap()
@@ -979,30 +982,13 @@ mod tests {
         PaneSlots::new(spec).unwrap()
     }
 
+    fn slots() -> PaneSlots<()> {
+        slots_grouped_by("[key]")
+    }
+
     #[test]
     fn a_combine_without_keys_has_one_empty_key() {
-        let yaml = "pipeline:
-  type: chain
-  transforms:
-    - type: ReadFromMemory
-      name: events
-      config: {name: events, schema: {v: int64, ts: int64}}
-    - type: AssignTimestamps
-      config: {timestamp: ts}
-    - type: WindowInto
-      config: {windowing: {type: fixed, size: 10ms}}
-    - type: Combine
-      name: agg
-      config: {combine: {n: {fn: count}}}
-    - type: WriteToMemory
-      config: {name: out}
-";
-        let pipeline = weir_model::file::parse_str(yaml, "test.yaml").unwrap();
-        let plan = weir_model::plan(&pipeline).unwrap();
-        let spec = ColumnarCombineSpec::new(&plan, plan.pipeline.node("agg").unwrap())
-            .unwrap()
-            .expect("a columnar combine");
-        let mut slots: PaneSlots<()> = PaneSlots::new(spec).unwrap();
+        let mut slots = slots_grouped_by("[]");
         let v: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
         let batch = RecordBatch::try_from_iter([("v", v)]).unwrap();
         let keys = slots.slot_keys(&batch).unwrap();
