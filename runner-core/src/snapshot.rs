@@ -161,8 +161,20 @@ mod tests {
         assert_eq!(keys, ["c", "a", "b"]);
         let n = first.column("n").unwrap().as_primitive::<Int64Type>();
         assert_eq!(n.iter().collect::<Vec<_>>(), [Some(3), Some(1), None]);
-        let other = ColumnSnapshot::from_arrays(vec!["k".into()], &[], vec![]);
-        assert!(other.is_err() || first.append(other.unwrap()).is_err());
+        // Other columns, or other key columns, do not merge.
+        let keys_only = ColumnSnapshot::from_arrays(
+            vec!["k".into()],
+            &["k".into()],
+            vec![s.batch.column(0).clone()],
+        )
+        .unwrap();
+        assert!(first.append(keys_only).is_err());
+        let other_key = ColumnSnapshot {
+            key: vec!["n".into()],
+            ..s.clone()
+        };
+        assert!(first.append(other_key).is_err());
+        assert_eq!(first.rows(), 3);
     }
 
     #[test]

@@ -70,6 +70,8 @@ impl Restored {
                     anyhow::anyhow!("checkpoint {id} has state of `{node}`, which this job lacks")
                 })?;
             let new_p = vertex.parallelism;
+            // Columnar parts per new subtask, merged and encoded once after the loop.
+            let mut columnar: BTreeMap<usize, ColumnSnapshot> = BTreeMap::new();
             for (old_p, s, value) in parts {
                 if old_p == new_p {
                     restored
@@ -84,21 +86,10 @@ impl Restored {
                     let snapshot =
                         snapshot.with_context(|| format!("checkpoint {id}: state of `{node}`"))?;
                     for (target, part) in redistribute_columns(snapshot, new_p)? {
-                        let slot = restored
-                            .states
-                            .entry((v, target))
-                            .or_default()
-                            .operators
-                            .entry(node.clone());
-                        match slot {
-                            std::collections::btree_map::Entry::Vacant(e) => {
-                                e.insert(part.into_value()?);
-                            }
-                            std::collections::btree_map::Entry::Occupied(mut e) => {
-                                let mut merged = ColumnSnapshot::from_value(e.get())
-                                    .context("columnar state merged with another format")??;
-                                merged.append(part)?;
-                                e.insert(merged.into_value()?);
+                        match columnar.get_mut(&target) {
+                            Some(merged) => merged.append(part)?,
+                            None => {
+                                columnar.insert(target, part);
                             }
                         }
                     }
@@ -121,6 +112,14 @@ impl Restored {
                         list.push(entry);
                     }
                 }
+            }
+            for (target, merged) in columnar {
+                restored
+                    .states
+                    .entry((v, target))
+                    .or_default()
+                    .operators
+                    .insert(node.clone(), merged.into_value()?);
             }
         }
         Ok(restored)

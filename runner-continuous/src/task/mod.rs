@@ -421,10 +421,7 @@ pub async fn run_source(
                     .unwrap_or(10)
                     .clamp(1, 10);
                 let started = Instant::now();
-                let mut wake = Instant::now() + Duration::from_millis(wait_ms as u64);
-                if let Some(d) = task.gate.flush_deadline() {
-                    wake = wake.min(d);
-                }
+                let wake = Instant::now() + Duration::from_millis(wait_ms as u64);
                 tokio::time::sleep_until(wake.into()).await;
                 task.time.idle += started.elapsed();
             }

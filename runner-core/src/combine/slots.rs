@@ -777,7 +777,7 @@ impl<M: Copy + Default> PaneSlots<M> {
         let ends = key_window[k + 1].as_primitive::<Int64Type>().clone();
         let mut slots = Vec::with_capacity(n);
         for r in 0..n {
-            let key = if k == 0 { &[][..] } else { rows.row(r).data() };
+            let key = self.key_of(&rows, r);
             let (slot, _) = self.slot_for(key, starts.value(r), ends.value(r));
             let s = slot as usize;
             let mut c = 0;
