@@ -500,6 +500,19 @@ impl Graph {
     ) -> Result<BatchResult> {
         let mut result = BatchResult::default();
         let mut collections: BTreeMap<String, Vec<(u32, RecordBatch)>> = BTreeMap::new();
+        // A collection is dropped once its last consumer has taken it: a batch's rows are
+        // not all held until the batch ends, and the allocator reuses their memory for the
+        // next stage instead of faulting in fresh pages.
+        let mut last_use: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for c in &n.inputs {
+                last_use.insert(c.as_str(), i);
+            }
+        }
+        let last_use: BTreeMap<String, usize> = last_use
+            .into_iter()
+            .map(|(c, i)| (c.to_string(), i))
+            .collect();
         let mut data = data;
         for i in 0..self.nodes.len() {
             let name = self.nodes[i].name.clone();
@@ -516,6 +529,11 @@ impl Graph {
                         .map(move |(p, b)| (idx, *p, b.clone()))
                 })
                 .collect();
+            for c in &self.nodes[i].inputs {
+                if last_use.get(c) == Some(&i) {
+                    collections.remove(c);
+                }
+            }
             m.input_rows = inputs.iter().map(|(_, _, b)| b.num_rows() as u64).sum();
             let mut produced: Vec<(u32, Option<String>, RecordBatch)> = Vec::new();
             let node = &mut self.nodes[i];
@@ -610,7 +628,10 @@ impl Graph {
                     None => name.clone(),
                     Some(t) => format!("{name}.{t}"),
                 };
-                collections.entry(collection).or_default().push((p, b));
+                // Consumed by a later node only (the graph is in topological order).
+                if last_use.get(&collection).is_some_and(|last| *last > i) {
+                    collections.entry(collection).or_default().push((p, b));
+                }
             }
             result.metrics.insert(name, m);
         }
