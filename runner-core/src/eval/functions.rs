@@ -24,7 +24,10 @@
 
 use super::{cast_array, int64_to_timestamp, runtime_error, string_builder, Evaluator, Val};
 use crate::error::ExecResult;
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, ListBuilder, StringArray, StringBuilder};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, Int64Array, ListBuilder, StringArray, StringBuilder,
+};
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::kernels::{comparison, concat_elements, substring, zip};
 use arrow::datatypes::{DataType as ArrowType, Float64Type, Int64Type};
 use regex::Regex;
@@ -108,6 +111,17 @@ pub(super) fn call(ev: &Evaluator, whole: &Expr, func: Function, args: &[Expr]) 
         F::RegexpLike => {
             let (s, p) = (string(0)?, string(1)?);
             let mut cache = RegexCache::new(whole);
+            if let Some(pattern) = constant_pattern(&s, &p) {
+                // One pattern for every row: compiled once, not broadcast per row.
+                let Some(pattern) = pattern else {
+                    return Ok(Val::Array(new_null_array(&ArrowType::Boolean, ev.rows)));
+                };
+                let re = cache.get(pattern)?;
+                let s = s.array().as_string::<i32>();
+                let out: arrow::array::BooleanArray =
+                    s.iter().map(|v| v.map(|v| re.is_match(v))).collect();
+                return Ok(Val::Array(Arc::new(out)));
+            }
             combine(ev, vec![s, p], |cols| {
                 let (s, p) = (cols[0].as_string::<i32>(), cols[1].as_string::<i32>());
                 let mut out = arrow::array::BooleanBuilder::with_capacity(s.len());
@@ -124,6 +138,28 @@ pub(super) fn call(ev: &Evaluator, whole: &Expr, func: Function, args: &[Expr]) 
         F::RegexpExtract => {
             let (s, p, g) = (string(0)?, string(1)?, int(2)?);
             let mut cache = RegexCache::new(whole);
+            if let (Some(pattern), true) = (constant_pattern(&s, &p), g.is_scalar()) {
+                // One pattern and group for every row: compiled once, capture slots reused.
+                let group = g.array().as_primitive::<Int64Type>();
+                let (Some(pattern), false) = (pattern, group.is_null(0)) else {
+                    return Ok(Val::Array(new_null_array(&ArrowType::Utf8, ev.rows)));
+                };
+                let re = cache.get(pattern)?;
+                let group = usize::try_from(group.value(0))
+                    .ok()
+                    .filter(|g| *g < re.captures_len());
+                let s = s.array().as_string::<i32>();
+                let mut b = StringBuilder::with_capacity(s.len(), s.len() * 8);
+                let mut locations = re.capture_locations();
+                for text in s.iter() {
+                    let found = text.zip(group).and_then(|(text, group)| {
+                        re.captures_read(&mut locations, text)?;
+                        locations.get(group).map(|(a, z)| &text[a..z])
+                    });
+                    b.append_option(found);
+                }
+                return Ok(Val::Array(Arc::new(b.finish())));
+            }
             combine(ev, vec![s, p, g], |cols| {
                 let (s, p) = (cols[0].as_string::<i32>(), cols[1].as_string::<i32>());
                 let g = cols[2].as_primitive::<Int64Type>();
@@ -304,7 +340,33 @@ fn wrap_like(operands: &[&Val], out: ArrayRef) -> Val {
     }
 }
 
+/// `Some(pattern)` (`Some(None)`: a null pattern) when `p` is one pattern for the rows of
+/// the column `s`; `None` otherwise.
+/// As per row, a column without a value compiles no pattern: its result is null.
+fn constant_pattern<'a>(s: &Val, p: &'a Val) -> Option<Option<&'a str>> {
+    if s.is_scalar() || !p.is_scalar() {
+        return None;
+    }
+    let p = p.array().as_string::<i32>();
+    let any_text = s.array().null_count() < s.array().len();
+    Some((p.is_valid(0) && any_text).then(|| p.value(0)))
+}
+
 fn change_case(strings: &StringArray, upper: bool) -> StringArray {
+    let offsets = strings.value_offsets();
+    let (first, last) = (offsets[0], offsets[offsets.len() - 1]);
+    let data = &strings.value_data()[first as usize..last as usize];
+    if data.is_ascii() {
+        // ASCII text changes case byte by byte, in place of each byte: the offsets and
+        // nulls stay, and no row is looked at on its own.
+        let bytes: Vec<u8> = if upper {
+            data.iter().map(u8::to_ascii_uppercase).collect()
+        } else {
+            data.iter().map(u8::to_ascii_lowercase).collect()
+        };
+        let offsets = OffsetBuffer::new(offsets.iter().map(|o| o - first).collect());
+        return StringArray::new(offsets, Buffer::from_vec(bytes), strings.nulls().cloned());
+    }
     let mut b = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
     for s in strings.iter() {
         match s {

@@ -531,6 +531,63 @@ fn regular_expressions() {
 }
 
 #[test]
+fn case_changes_of_ascii_columns_keep_nulls_and_offsets() {
+    // ASCII only: the byte-wise path; sliced, so the values start past offset 0.
+    let b =
+        batch(json!([{"s": "skip"}, {"s": "MiXeD 42"}, {}, {"s": ""}, {"s": "ok"}])).slice(1, 4);
+    assert_eq!(
+        eval(call(F::Lower, vec![col("s")]), &b),
+        vec![json!("mixed 42"), Value::Null, json!(""), json!("ok")]
+    );
+    assert_eq!(
+        eval(call(F::Upper, vec![col("s")]), &b),
+        vec![json!("MIXED 42"), Value::Null, json!(""), json!("OK")]
+    );
+}
+
+#[test]
+fn one_pattern_for_all_rows_gives_the_per_row_results() {
+    let b = batch(json!([{"s": "a&channel_id=7"}, {}, {"s": "channel_id=x&b"}, {"s": "none"}]));
+    let pattern = "(&|^)channel_id=([^&]*)";
+    let extract = |p: Expr, g: Expr| eval(call(F::RegexpExtract, vec![col("s"), p, g]), &b);
+    assert_eq!(
+        extract(lit(pattern), lit(2)),
+        vec![json!("7"), Value::Null, json!("x"), Value::Null]
+    );
+    // The same pattern computed per row (pattern + an empty substring) takes the per-row
+    // path: the same answers.
+    let per_row_pattern = call(
+        F::Concat,
+        vec![
+            lit(pattern),
+            call(F::Substr, vec![col("s"), lit(1), lit(0)]),
+        ],
+    );
+    assert_eq!(
+        extract(per_row_pattern, lit(2)),
+        extract(lit(pattern), lit(2))
+    );
+    let nulls = vec![Value::Null; 4];
+    assert_eq!(extract(lit(Literal::Null), lit(2)), nulls);
+    assert_eq!(extract(lit(pattern), lit(Literal::Null)), nulls);
+    assert_eq!(extract(lit(pattern), lit(9)), nulls);
+    assert_eq!(
+        eval(call(F::RegexpLike, vec![col("s"), lit("channel")]), &b),
+        vec![json!(true), Value::Null, json!(true), json!(false)]
+    );
+    assert_eq!(
+        eval(call(F::RegexpLike, vec![col("s"), lit(Literal::Null)]), &b),
+        nulls
+    );
+    // A column without a value compiles no pattern, as row by row: no error.
+    let empty = batch(json!([{}, {}]));
+    assert_eq!(
+        eval(call(F::RegexpLike, vec![col("s"), lit("(")]), &empty),
+        vec![Value::Null; 2]
+    );
+}
+
+#[test]
 fn invalid_regex_is_a_transform_error() {
     let b = sample();
     let err = evaluate(&call(F::RegexpLike, vec![col("s"), lit("(")]), &b).unwrap_err();
