@@ -144,6 +144,7 @@ pub fn run(
                 checkpoint_interval: None,
                 trigger: setting.trigger.map(str::to_string),
                 buffer_timeout: setting.buffer_timeout.map(str::to_string),
+                watermark_interval: None,
                 settings: plan.settings.clone(),
                 progress: plan.progress,
             };
@@ -224,6 +225,7 @@ fn run_in_child(
         ("--checkpoint-interval", spec.checkpoint_interval.clone()),
         ("--trigger", spec.trigger.clone()),
         ("--buffer-timeout", spec.buffer_timeout.clone()),
+        ("--watermark-interval", spec.watermark_interval.clone()),
     ];
     for (flag, value) in flags {
         if let Some(v) = value {

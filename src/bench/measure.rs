@@ -25,6 +25,8 @@ pub struct RunSpec {
     pub trigger: Option<String>,
     /// `--buffer-timeout`, passed to the runner.
     pub buffer_timeout: Option<String>,
+    /// `--watermark-interval`, passed to the runner.
+    pub watermark_interval: Option<String>,
     /// `--set` settings, passed to the runner.
     pub settings: Vec<(String, String)>,
     /// Draw a progress bar.
@@ -173,6 +175,7 @@ pub fn run_one(spec: &RunSpec, runner: &dyn Runner) -> anyhow::Result<RunResult>
     options.settings = settings_for(name, &spec.settings);
     options.trigger = spec.trigger.clone();
     options.buffer_timeout = spec.buffer_timeout.clone();
+    options.watermark_interval = spec.watermark_interval.clone();
     // Checkpointed runs: exactly-once checkpoints into a fresh directory, removed afterwards;
     // completed checkpoints are read back from the runner's progress lines.
     let mut checkpoint_dir = None;
@@ -285,6 +288,7 @@ mod tests {
             checkpoint_interval: None,
             trigger: None,
             buffer_timeout: None,
+            watermark_interval: None,
             settings: vec![("direct.bundle_size".into(), "16".into())],
             progress: false,
         }
@@ -340,6 +344,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(refuses_checkpoint_interval("continuous").is_none());
+    }
+
+    #[test]
+    fn the_watermark_interval_reaches_the_runner() {
+        let mut s = spec("q0", 1_000, None);
+        s.watermark_interval = Some("5ms".into());
+        let continuous = weir::runner("continuous").unwrap();
+        let run = run_one(&s, continuous.as_ref()).unwrap();
+        assert_eq!(run.outcome, Outcome::Ok);
+        assert_eq!(run.output_rows, Some(920));
+        // A runner without watermark intervals refuses the flag by name.
+        let microbatch = weir::runner("microbatch").unwrap();
+        match run_one(&s, microbatch.as_ref()).unwrap().outcome {
+            Outcome::Failed(why) => assert!(why.contains("--watermark-interval"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

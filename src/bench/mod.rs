@@ -74,6 +74,10 @@ pub struct NexmarkArgs {
     /// it refuses it.
     #[arg(long)]
     buffer_timeout: Option<String>,
+    /// Watermark interval passed to the runner (e.g. `10ms`); a runner that does not use it
+    /// refuses it.
+    #[arg(long)]
+    watermark_interval: Option<String>,
     /// Runner-specific settings, `key=value` (repeatable): passed to every runner, or with
     /// `<runner>.key=value` to that runner only (e.g. `direct.bundle_size=1024`).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -217,6 +221,7 @@ fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyh
                 checkpoint_interval: args.checkpoint_interval.clone(),
                 trigger: args.trigger.clone(),
                 buffer_timeout: args.buffer_timeout.clone(),
+                watermark_interval: args.watermark_interval.clone(),
                 settings: args.settings.clone(),
                 progress: interactive,
             };
