@@ -303,15 +303,14 @@ pub fn rows_to_arrays(rows: &[Row], schema: &Schema) -> Result<Vec<ArrayRef>, (u
         .map(|f| builder_for(&f.data_type, rows.len()))
         .collect();
     for (r, row) in rows.iter().enumerate() {
-        check_row(row, schema).map_err(|m| (r, m))?;
+        // One lookup per field: a row that does not fit fails the whole conversion, so
+        // what was appended before the misfit is dropped with the builders.
         for (f, b) in schema.fields.iter().zip(builders.iter_mut()) {
-            append(
-                b.as_mut(),
-                &f.data_type,
-                row.get(&f.name).unwrap_or(&Value::Null),
-                &f.name,
-            )
-            .map_err(|m| (r, m))?;
+            let v = row.get(&f.name).unwrap_or(&Value::Null);
+            if v.is_null() && !f.nullable {
+                return Err((r, not_nullable(&f.name)));
+            }
+            append(b.as_mut(), &f.data_type, v, &f.name).map_err(|m| (r, m))?;
         }
     }
     Ok(builders.iter_mut().map(|b| b.finish()).collect())
@@ -319,16 +318,16 @@ pub fn rows_to_arrays(rows: &[Row], schema: &Schema) -> Result<Vec<ArrayRef>, (u
 
 /// Checks that a row fits a schema without building anything: the error names the field.
 pub fn check_row(row: &Row, schema: &Schema) -> Result<(), String> {
-    for f in &schema.fields {
-        let v = row.get(&f.name).unwrap_or(&Value::Null);
-        if v.is_null() && !f.nullable {
-            return Err(format!(
-                "field `{}`: missing or null, but the column is not nullable",
-                f.name
-            ));
+    for f in schema.fields.iter().filter(|f| !f.nullable) {
+        if row.get(&f.name).unwrap_or(&Value::Null).is_null() {
+            return Err(not_nullable(&f.name));
         }
     }
     Ok(())
+}
+
+fn not_nullable(field: &str) -> String {
+    format!("field `{field}`: missing or null, but the column is not nullable")
 }
 
 /// Rows and their metadata to a batch of `schema`.
