@@ -124,8 +124,31 @@ impl ContinuousRunner {
         options: &ContinuousOptions,
     ) -> anyhow::Result<ContinuousRun> {
         self.check(plan)?;
+        if matches!(options.clock, options::ClockMode::Manual { .. }) {
+            refuse_wall_clock_sources(plan)?;
+        }
         job::execute(plan, options, self.sinks.clone())
     }
+}
+
+/// Refuses a source that generates on the wall clock (a Nexmark source with `realtime:
+/// true`) under the manual clock, which starts at 0 and would never reach its event times.
+fn refuse_wall_clock_sources(plan: &Plan) -> anyhow::Result<()> {
+    use weir_model::io::SourceSpec;
+    use weir_model::transform::Transform;
+    for node in &plan.pipeline.transforms {
+        if let Transform::Read {
+            source: SourceSpec::Nexmark { realtime: true, .. },
+            ..
+        } = &node.transform
+        {
+            anyhow::bail!(
+                "`{}` (ReadFromNexmark) generates its events on the wall clock (`realtime: true`), which the manual clock (`--set clock=manual`, starting at 0) never reaches: drop `realtime` or run on the wall clock",
+                node.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The capability table: what Flink's DataStream API does natively, and what this runner

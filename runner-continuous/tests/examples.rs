@@ -209,3 +209,31 @@ fn word_count_with_per_transform_parallelism_matches_the_direct_runner() {
     );
     assert_eq!(got, expected);
 }
+
+/// A source that generates on the wall clock would never produce under the manual clock
+/// (it starts at 0): the run is refused before it starts, naming the transform.
+#[test]
+fn a_wall_clock_source_is_refused_under_the_manual_clock() {
+    let text = r#"
+name: realtime_bids
+pipeline:
+  transforms:
+    - type: ReadFromNexmark
+      name: Bid
+      config: {table: bid, events: 100, rate: 1000, base_time: 1700000000000, realtime: true}
+    - {type: WriteToJson, name: Write, input: Bid, config: {path: /tmp/never-written.jsonl}}
+"#;
+    let plan = weir_model::plan::plan(&weir_model::file::parse_str(text, "p.yaml").unwrap())
+        .expect("plans");
+    let options =
+        PipelineOptions::from_args(["weir", "--runner", "continuous", "--set", "clock=manual"])
+            .unwrap();
+    let err = match ContinuousRunner::new().execute(&plan, &options) {
+        Err(e) => format!("{e:#}"),
+        Ok(_) => panic!("a realtime source ran under the manual clock"),
+    };
+    assert!(
+        err.contains("`Bid`") && err.contains("realtime") && err.contains("clock=manual"),
+        "{err}"
+    );
+}
