@@ -124,28 +124,48 @@ impl ContinuousRunner {
         options: &ContinuousOptions,
     ) -> anyhow::Result<ContinuousRun> {
         self.check(plan)?;
-        if matches!(options.clock, options::ClockMode::Manual { .. }) {
-            refuse_wall_clock_sources(plan)?;
+        if let options::ClockMode::Manual { tick_ms } = options.clock {
+            refuse_unreachable_wall_clock_sources(plan, tick_ms)?;
         }
         job::execute(plan, options, self.sinks.clone())
     }
 }
 
+/// Polls of the manual clock a wall-clock source may wait for its first event; beyond
+/// that the run would look hung, so it is refused before it starts.
+const MAX_POLLS_BEFORE_FIRST_EVENT: i64 = 1_000_000;
+
 /// Refuses a source that generates on the wall clock (a Nexmark source with `realtime:
-/// true`) under the manual clock, which starts at 0 and would never reach its event times.
-fn refuse_wall_clock_sources(plan: &Plan) -> anyhow::Result<()> {
+/// true`) whose first event time the manual clock, starting at 0 and advancing `tick_ms`
+/// per poll, would reach only after more than [`MAX_POLLS_BEFORE_FIRST_EVENT`] polls (an
+/// epoch-scale `base_time` takes billions).
+fn refuse_unreachable_wall_clock_sources(plan: &Plan, tick_ms: i64) -> anyhow::Result<()> {
     use weir_model::io::SourceSpec;
     use weir_model::transform::Transform;
     for node in &plan.pipeline.transforms {
         if let Transform::Read {
-            source: SourceSpec::Nexmark { realtime: true, .. },
+            source:
+                SourceSpec::Nexmark {
+                    realtime: true,
+                    base_time,
+                    ..
+                },
             ..
         } = &node.transform
         {
-            anyhow::bail!(
-                "`{}` (ReadFromNexmark) generates its events on the wall clock (`realtime: true`), which the manual clock (`--set clock=manual`, starting at 0) never reaches: drop `realtime` or run on the wall clock",
-                node.name
-            );
+            let polls = if tick_ms > 0 {
+                base_time / tick_ms
+            } else if *base_time > 0 {
+                i64::MAX // a clock that never advances never reaches it
+            } else {
+                0
+            };
+            if polls > MAX_POLLS_BEFORE_FIRST_EVENT {
+                anyhow::bail!(
+                    "`{}` (ReadFromNexmark) generates its events on the wall clock (`realtime: true`) from base_time {base_time}, which the manual clock (`--set clock=manual`, starting at 0, {tick_ms} ms per poll) reaches only after {polls} polls: drop `realtime`, use a small base_time, or run on the wall clock",
+                    node.name
+                );
+            }
         }
     }
     Ok(())

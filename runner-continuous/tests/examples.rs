@@ -210,30 +210,56 @@ fn word_count_with_per_transform_parallelism_matches_the_direct_runner() {
     assert_eq!(got, expected);
 }
 
-/// A source that generates on the wall clock would never produce under the manual clock
-/// (it starts at 0): the run is refused before it starts, naming the transform.
+/// A source that generates on the wall clock from an epoch-scale base time would wait
+/// billions of manual-clock polls for its first event: refused before the run starts, naming
+/// the transform. From base time 0 the manual clock reaches its events and the run ends.
 #[test]
-fn a_wall_clock_source_is_refused_under_the_manual_clock() {
-    let text = r#"
+fn a_wall_clock_source_the_manual_clock_cannot_reach_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let pipeline = |base_time: i64| {
+        let text = format!(
+            r#"
 name: realtime_bids
 pipeline:
   transforms:
     - type: ReadFromNexmark
       name: Bid
-      config: {table: bid, events: 100, rate: 1000, base_time: 1700000000000, realtime: true}
-    - {type: WriteToJson, name: Write, input: Bid, config: {path: /tmp/never-written.jsonl}}
-"#;
-    let plan = weir_model::plan::plan(&weir_model::file::parse_str(text, "p.yaml").unwrap())
-        .expect("plans");
-    let options =
-        PipelineOptions::from_args(["weir", "--runner", "continuous", "--set", "clock=manual"])
-            .unwrap();
-    let err = match ContinuousRunner::new().execute(&plan, &options) {
-        Err(e) => format!("{e:#}"),
-        Ok(_) => panic!("a realtime source ran under the manual clock"),
+      config: {{table: bid, events: 100, rate: 1000, base_time: {base_time}, realtime: true}}
+    - {{type: WriteToJson, name: Write, input: Bid, config: {{path: {}}}}}
+"#,
+            out.path().join("bids.jsonl").display()
+        );
+        weir_model::plan::plan(&weir_model::file::parse_str(&text, "p.yaml").unwrap())
+            .expect("plans")
     };
+    // Run on a thread with a deadline: the old behaviour was to wait forever.
+    let run = |plan: Plan| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let options = PipelineOptions::from_args([
+                "weir",
+                "--runner",
+                "continuous",
+                "--set",
+                "clock=manual",
+            ])
+            .unwrap();
+            let _ = tx.send(
+                ContinuousRunner::new()
+                    .execute(&plan, &options)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}")),
+            );
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the run ends or is refused within a minute")
+    };
+    let err = run(pipeline(1_700_000_000_000)).expect_err("refused");
     assert!(
         err.contains("`Bid`") && err.contains("realtime") && err.contains("clock=manual"),
         "{err}"
     );
+    run(pipeline(0)).expect("from base time 0 the manual clock reaches every event");
+    let written = std::fs::read_to_string(out.path().join("bids.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 92, "46 bids in every 50 events");
 }

@@ -302,14 +302,27 @@ pub fn rows_to_arrays(rows: &[Row], schema: &Schema) -> Result<Vec<ArrayRef>, (u
         .iter()
         .map(|f| builder_for(&f.data_type, rows.len()))
         .collect();
+    // One lookup per field: a row's values are looked up once, its non-nullable fields
+    // checked first (the error `check_row` gives), then appended.
+    let mut values: Vec<&Value> = Vec::with_capacity(schema.fields.len());
     for (r, row) in rows.iter().enumerate() {
-        // One lookup per field: a row that does not fit fails the whole conversion, so
-        // what was appended before the misfit is dropped with the builders.
-        for (f, b) in schema.fields.iter().zip(builders.iter_mut()) {
-            let v = row.get(&f.name).unwrap_or(&Value::Null);
-            if v.is_null() && !f.nullable {
-                return Err((r, not_nullable(&f.name)));
-            }
+        values.clear();
+        values.extend(
+            schema
+                .fields
+                .iter()
+                .map(|f| row.get(&f.name).unwrap_or(&Value::Null)),
+        );
+        if let Some(f) = schema
+            .fields
+            .iter()
+            .zip(&values)
+            .find(|(f, v)| v.is_null() && !f.nullable)
+            .map(|(f, _)| f)
+        {
+            return Err((r, not_nullable(&f.name)));
+        }
+        for ((f, b), v) in schema.fields.iter().zip(builders.iter_mut()).zip(&values) {
             append(b.as_mut(), &f.data_type, v, &f.name).map_err(|m| (r, m))?;
         }
     }
@@ -388,5 +401,21 @@ mod tests {
         let (r, msg) = rows_to_arrays(&rows, &schema()).unwrap_err();
         assert_eq!(r, 1);
         assert!(msg.contains("`n`"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_required_field_is_reported_before_a_type_mismatch_as_check_row_does() {
+        let schema = Schema::new(vec![
+            Field::new("n", DataType::Int64),
+            Field {
+                nullable: false,
+                ..Field::new("id", DataType::String)
+            },
+        ]);
+        let row = json!({"n": "two"}).as_object().unwrap().clone();
+        let expected = check_row(&row, &schema).unwrap_err();
+        assert!(expected.contains("`id`"), "{expected}");
+        let rows = vec![json!({"n": 1, "id": "a"}).as_object().unwrap().clone(), row];
+        assert_eq!(rows_to_arrays(&rows, &schema).unwrap_err(), (1, expected));
     }
 }

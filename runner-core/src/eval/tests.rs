@@ -585,6 +585,13 @@ fn one_pattern_for_all_rows_gives_the_per_row_results() {
         eval(call(F::RegexpLike, vec![col("s"), lit("(")]), &empty),
         vec![Value::Null; 2]
     );
+    let no_rows = batch(json!([]));
+    assert!(eval(call(F::RegexpLike, vec![col("s"), lit("(")]), &no_rows).is_empty());
+    assert!(eval(
+        call(F::RegexpExtract, vec![col("s"), lit("("), lit(1)]),
+        &no_rows
+    )
+    .is_empty());
 }
 
 #[test]

@@ -500,9 +500,8 @@ impl Graph {
     ) -> Result<BatchResult> {
         let mut result = BatchResult::default();
         let mut collections: BTreeMap<String, Vec<(u32, RecordBatch)>> = BTreeMap::new();
-        // A collection is dropped once its last consumer has taken it: a batch's rows are
-        // not all held until the batch ends, and the allocator reuses their memory for the
-        // next stage instead of faulting in fresh pages.
+        // A collection is dropped once its last consumer has taken it, so a batch's
+        // intermediate rows are not all held until the batch ends.
         let mut last_use: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, n) in self.nodes.iter().enumerate() {
             for c in &n.inputs {
