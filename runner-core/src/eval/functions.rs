@@ -340,9 +340,9 @@ fn wrap_like(operands: &[&Val], out: ArrayRef) -> Val {
     }
 }
 
-/// `Some(pattern)` (`Some(None)`: a null pattern) when `p` is one pattern for the rows of
-/// the column `s`; `None` otherwise.
-/// As per row, a column without a value compiles no pattern: its result is null.
+/// `Some(pattern)` when `p` is one pattern for every row of the column `s`, `None`
+/// otherwise. `Some(None)` when every result is null without compiling anything: a null
+/// pattern, or a column without a value (row by row, no row would compile the pattern).
 fn constant_pattern<'a>(s: &Val, p: &'a Val) -> Option<Option<&'a str>> {
     if s.is_scalar() || !p.is_scalar() {
         return None;
@@ -357,8 +357,8 @@ fn change_case(strings: &StringArray, upper: bool) -> StringArray {
     let (first, last) = (offsets[0], offsets[offsets.len() - 1]);
     let data = &strings.value_data()[first as usize..last as usize];
     if data.is_ascii() {
-        // ASCII text changes case byte by byte, in place of each byte: the offsets and
-        // nulls stay, and no row is looked at on its own.
+        // ASCII changes case byte for byte: the offsets and nulls stay, and no row is
+        // looked at on its own.
         let bytes: Vec<u8> = if upper {
             data.iter().map(u8::to_ascii_uppercase).collect()
         } else {

@@ -502,16 +502,12 @@ impl Graph {
         let mut collections: BTreeMap<String, Vec<(u32, RecordBatch)>> = BTreeMap::new();
         // A collection is dropped once its last consumer has taken it, so a batch's
         // intermediate rows are not all held until the batch ends.
-        let mut last_use: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut last_use: BTreeMap<String, usize> = BTreeMap::new();
         for (i, n) in self.nodes.iter().enumerate() {
             for c in &n.inputs {
-                last_use.insert(c.as_str(), i);
+                last_use.insert(c.clone(), i);
             }
         }
-        let last_use: BTreeMap<String, usize> = last_use
-            .into_iter()
-            .map(|(c, i)| (c.to_string(), i))
-            .collect();
         let mut data = data;
         for i in 0..self.nodes.len() {
             let name = self.nodes[i].name.clone();
