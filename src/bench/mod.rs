@@ -22,7 +22,7 @@ mod report;
 
 use anyhow::anyhow;
 use measure::RunSpec;
-use report::Outcome;
+use report::{Outcome, RunResult};
 
 /// Exit code for a refused benchmark (unknown runner or query, bad argument).
 const EXIT_INVALID: u8 = 2;
@@ -89,8 +89,12 @@ pub struct NexmarkArgs {
     /// table.
     #[arg(long, conflicts_with_all = ["all", "runners", "trigger", "buffer_timeout"])]
     comparison: bool,
-    /// With --comparison: runs per cell (each cell is the median).
-    #[arg(long, default_value_t = 1, requires = "comparison")]
+    /// Runs per cell (query × runner). Each round visits the cells forward, the next one
+    /// backward (A B B A A B ...): on a shared machine consecutive runs are not independent,
+    /// so a fixed order would favour one cell. The table shows each cell's median run; with
+    /// --format json every run's object is printed as it ends. With --comparison each cell
+    /// is the median of its runs.
+    #[arg(long, default_value_t = 1)]
     repeat: usize,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
@@ -169,6 +173,30 @@ fn compare(args: &NexmarkArgs, events: u64, rate: Option<f64>) -> Result<(), (u8
     Ok(())
 }
 
+/// The order in which `rounds` rounds visit `cells` cells: forward, then backward, and so on
+/// (for two cells A B B A A B ...).
+fn serpentine(cells: usize, rounds: usize) -> Vec<usize> {
+    (0..rounds)
+        .flat_map(|round| (0..cells).map(move |i| if round % 2 == 0 { i } else { cells - 1 - i }))
+        .collect()
+}
+
+/// A cell's median run: by events/s, or by p99 latency for paced runs (whose events/s the
+/// rate fixes); a failed or refused run stands for its cell (the lower median for an even
+/// count of runs).
+fn median_run(mut runs: Vec<RunResult>) -> Option<RunResult> {
+    if let Some(bad) = runs.iter().position(|r| r.outcome != Outcome::Ok) {
+        return Some(runs.swap_remove(bad));
+    }
+    let key = |r: &RunResult| match (&r.rate, &r.latency) {
+        (Some(_), Some(l)) => l.p99 as f64,
+        _ => r.events_per_sec.unwrap_or(0.0),
+    };
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let mid = runs.len().saturating_sub(1) / 2;
+    (!runs.is_empty()).then(|| runs.swap_remove(mid))
+}
+
 /// Runs `args`' queries, `--all` meaning every query of `workload`.
 fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyhow::Error)> {
     let invalid = |e: anyhow::Error| (EXIT_INVALID, e);
@@ -182,6 +210,9 @@ fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyh
     }
     if args.comparison {
         return compare(&args, events, rate);
+    }
+    if args.repeat == 0 {
+        return Err(invalid(anyhow!("--repeat must be at least 1")));
     }
     let queries: Vec<String> = if !args.queries.is_empty() {
         args.queries.clone()
@@ -210,36 +241,46 @@ fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyh
         .map_err(invalid)?;
     let matrix = queries.len() * runners.len() > 1;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut results = Vec::new();
-    for query in &queries {
-        for runner in &runners {
-            let spec = RunSpec {
-                query: query.clone(),
-                events,
-                parallelism: args.parallelism,
-                rate,
-                checkpoint_interval: args.checkpoint_interval.clone(),
-                trigger: args.trigger.clone(),
-                buffer_timeout: args.buffer_timeout.clone(),
-                watermark_interval: args.watermark_interval.clone(),
-                settings: args.settings.clone(),
-                progress: interactive,
-            };
-            let result = measure::run_one(&spec, runner.as_ref()).map_err(invalid)?;
-            if !matrix {
-                if let Outcome::Unsupported(why) = &result.outcome {
-                    return Err(invalid(anyhow!("{why}")));
-                }
+    let cells: Vec<(&String, &Box<dyn weir::model::runner::Runner>)> = queries
+        .iter()
+        .flat_map(|q| runners.iter().map(move |r| (q, r)))
+        .collect();
+    let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); cells.len()];
+    for cell in serpentine(cells.len(), args.repeat) {
+        let (query, runner) = cells[cell];
+        let spec = RunSpec {
+            query: query.clone(),
+            events,
+            parallelism: args.parallelism,
+            rate,
+            checkpoint_interval: args.checkpoint_interval.clone(),
+            trigger: args.trigger.clone(),
+            buffer_timeout: args.buffer_timeout.clone(),
+            watermark_interval: args.watermark_interval.clone(),
+            settings: args.settings.clone(),
+            progress: interactive,
+        };
+        let result = measure::run_one(&spec, runner.as_ref()).map_err(invalid)?;
+        if !matrix {
+            if let Outcome::Unsupported(why) = &result.outcome {
+                return Err(invalid(anyhow!("{why}")));
             }
-            if let Format::Json = args.format {
-                // One object per run, printed as each run ends.
-                println!("{}", result.to_json());
-            }
-            results.push(result);
         }
+        if let Format::Json = args.format {
+            // One object per run, printed as each run ends.
+            println!("{}", result.to_json());
+        }
+        runs[cell].push(result);
     }
+    let results: Vec<RunResult> = runs.into_iter().filter_map(median_run).collect();
     if let Format::Table = args.format {
         print!("{}", report::table(&results));
+        if args.repeat > 1 {
+            println!(
+                "\nEach row is its cell's median of {} runs (by events/s; by p99 latency at a rate), the cells run in A B B A order.",
+                args.repeat
+            );
+        }
     }
     let failed: Vec<String> = results
         .iter()
@@ -255,4 +296,60 @@ fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyh
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report::Latency;
+
+    #[test]
+    fn rounds_visit_the_cells_forward_then_backward() {
+        assert_eq!(serpentine(2, 3), [0, 1, 1, 0, 0, 1]);
+        assert_eq!(serpentine(3, 2), [0, 1, 2, 2, 1, 0]);
+        assert_eq!(serpentine(1, 3), [0, 0, 0]);
+        assert!(serpentine(4, 0).is_empty());
+    }
+
+    fn run(events_per_sec: f64, p99: Option<u64>) -> RunResult {
+        let mut r = RunResult::new("q1", "continuous", 1_000, 2, p99.map(|_| 100.0));
+        r.events_per_sec = Some(events_per_sec);
+        r.latency = p99.map(|p99| Latency {
+            p50: 1,
+            p99,
+            p999: p99,
+        });
+        r
+    }
+
+    #[test]
+    fn a_cell_shows_its_median_run_or_a_failed_one() {
+        let by_rate = |runs: Vec<RunResult>| median_run(runs).unwrap().events_per_sec.unwrap();
+        assert_eq!(
+            by_rate(vec![run(3.0, None), run(1.0, None), run(2.0, None)]),
+            2.0
+        );
+        // The lower median of an even count.
+        assert_eq!(
+            by_rate(vec![
+                run(4.0, None),
+                run(1.0, None),
+                run(3.0, None),
+                run(2.0, None)
+            ]),
+            2.0
+        );
+        // Paced runs: the median by p99 latency.
+        let paced = median_run(vec![
+            run(9.0, Some(30)),
+            run(1.0, Some(10)),
+            run(5.0, Some(20)),
+        ]);
+        assert_eq!(paced.unwrap().latency.unwrap().p99, 20);
+        let mut failed = run(5.0, None);
+        failed.outcome = Outcome::Failed("boom".into());
+        let shown = median_run(vec![run(1.0, None), failed, run(2.0, None)]).unwrap();
+        assert_eq!(shown.outcome, Outcome::Failed("boom".into()));
+        assert!(median_run(Vec::new()).is_none());
+    }
 }
