@@ -19,8 +19,8 @@
 //! as the one without plus a minute, with their address space capped at half the machine's memory: a stalled or runaway
 //! run is reported, not waited for.
 //!
-//! With `--repeat N` every run is repeated N times (the settings interleaved, so drifting load
-//! hits them alike) and each cell is the median.
+//! With `--repeat N` every run is repeated N times (the cells visited forward, then backward,
+//! so drifting load and run-to-run effects hit them alike) and each cell is the median.
 
 use super::measure::{self, RunSpec};
 use super::queries::flink_per_core;
@@ -133,68 +133,67 @@ pub fn run(
         .map_err(|e| anyhow::anyhow!("--checkpoint-interval `{}`: {e}", plan.checkpoint_interval))?
         .millis() as f64
         / 1000.0;
-    for _ in 0..plan.repeat.max(1) {
-        for ((query, setting), cell) in cells.iter_mut() {
-            let r = runner(setting.runner)?;
-            let base = RunSpec {
-                query: query.clone(),
-                events: plan.events,
-                parallelism: plan.parallelism,
-                rate: None,
-                checkpoint_interval: None,
-                trigger: setting.trigger.map(str::to_string),
-                buffer_timeout: setting.buffer_timeout.map(str::to_string),
-                watermark_interval: None,
-                settings: plan.settings.clone(),
-                progress: plan.progress,
-            };
-            let paced = RunSpec {
-                events: latency_events,
-                rate: Some(plan.rate),
+    // Serpentine order (A B B A ...): consecutive runs here are not independent.
+    for i in super::serpentine(cells.len(), plan.repeat.max(1)) {
+        let ((query, setting), cell) = &mut cells[i];
+        let r = runner(setting.runner)?;
+        let base = RunSpec {
+            query: query.clone(),
+            events: plan.events,
+            parallelism: plan.parallelism,
+            rate: None,
+            checkpoint_interval: None,
+            trigger: setting.trigger.map(str::to_string),
+            buffer_timeout: setting.buffer_timeout.map(str::to_string),
+            watermark_interval: None,
+            settings: plan.settings.clone(),
+            progress: plan.progress,
+        };
+        let paced = RunSpec {
+            events: latency_events,
+            rate: Some(plan.rate),
+            ..base.clone()
+        };
+        let result = measure::run_one(&paced, r.as_ref())?;
+        each(&result);
+        cell.latency.push(result);
+        let result = measure::run_one(&base, r.as_ref())?;
+        each(&result);
+        let measured = result.events_per_sec.unwrap_or(0.0);
+        cell.flat_out.push(result);
+        if setting.runner == "continuous" {
+            // The overhead pair runs long enough for several checkpoints: at least
+            // CHECKPOINTS_PER_RUN intervals at the flat-out rate just measured.
+            let events = plan
+                .events
+                .max((measured * interval_secs * CHECKPOINTS_PER_RUN).round() as u64);
+            let unchecked = RunSpec {
+                events,
                 ..base.clone()
             };
-            let result = measure::run_one(&paced, r.as_ref())?;
+            // Both runs of the pair in a fresh child process each (the same allocator
+            // state, no memory left from earlier runs), stopped after three times the
+            // expected time plus a minute.
+            let expected = std::time::Duration::from_secs_f64(events as f64 / measured.max(1.0));
+            let result = run_in_child(
+                &unchecked,
+                setting,
+                std::time::Duration::from_secs(60) + 3 * expected,
+            )?;
             each(&result);
-            cell.latency.push(result);
-            let result = measure::run_one(&base, r.as_ref())?;
+            let unchecked_elapsed = result.elapsed.max(expected);
+            cell.unchecked.push(result);
+            let checkpointed = RunSpec {
+                events,
+                checkpoint_interval: Some(plan.checkpoint_interval.clone()),
+                ..base.clone()
+            };
+            // In a child process, so that a run that stalls can be stopped: it gets three
+            // times as long as the run without checkpoints took, and a minute more.
+            let limit = std::time::Duration::from_secs(60) + 3 * unchecked_elapsed;
+            let result = run_in_child(&checkpointed, setting, limit)?;
             each(&result);
-            let measured = result.events_per_sec.unwrap_or(0.0);
-            cell.flat_out.push(result);
-            if setting.runner == "continuous" {
-                // The overhead pair runs long enough for several checkpoints: at least
-                // CHECKPOINTS_PER_RUN intervals at the flat-out rate just measured.
-                let events = plan
-                    .events
-                    .max((measured * interval_secs * CHECKPOINTS_PER_RUN).round() as u64);
-                let unchecked = RunSpec {
-                    events,
-                    ..base.clone()
-                };
-                // Both runs of the pair in a fresh child process each (the same allocator
-                // state, no memory left from earlier runs), stopped after three times the
-                // expected time plus a minute.
-                let expected =
-                    std::time::Duration::from_secs_f64(events as f64 / measured.max(1.0));
-                let result = run_in_child(
-                    &unchecked,
-                    setting,
-                    std::time::Duration::from_secs(60) + 3 * expected,
-                )?;
-                each(&result);
-                let unchecked_elapsed = result.elapsed.max(expected);
-                cell.unchecked.push(result);
-                let checkpointed = RunSpec {
-                    events,
-                    checkpoint_interval: Some(plan.checkpoint_interval.clone()),
-                    ..base.clone()
-                };
-                // In a child process, so that a run that stalls can be stopped: it gets three
-                // times as long as the run without checkpoints took, and a minute more.
-                let limit = std::time::Duration::from_secs(60) + 3 * unchecked_elapsed;
-                let result = run_in_child(&checkpointed, setting, limit)?;
-                each(&result);
-                cell.checkpointed.push(result);
-            }
+            cell.checkpointed.push(result);
         }
     }
     Ok(table(plan, &cells))

@@ -87,7 +87,7 @@ pub struct NexmarkArgs {
     /// 100K), flat-out throughput over --events, and the continuous runner's throughput with
     /// exactly-once checkpoints every --checkpoint-interval (default 10s). Prints a Markdown
     /// table.
-    #[arg(long, conflicts_with_all = ["all", "runners", "trigger", "buffer_timeout"])]
+    #[arg(long, conflicts_with_all = ["all", "runners", "trigger", "buffer_timeout", "watermark_interval"])]
     comparison: bool,
     /// Runs per cell (query × runner). Each round visits the cells forward, the next one
     /// backward (A B B A A B ...): on a shared machine consecutive runs are not independent,
@@ -135,9 +135,6 @@ pub fn run(workload: Workload) -> Result<(), (u8, anyhow::Error)> {
 /// with `--format json` every run's object as it ends, before the table).
 fn compare(args: &NexmarkArgs, events: u64, rate: Option<f64>) -> Result<(), (u8, anyhow::Error)> {
     let invalid = |e: anyhow::Error| (EXIT_INVALID, e);
-    if args.repeat == 0 {
-        return Err(invalid(anyhow!("--repeat must be at least 1")));
-    }
     let queries: Vec<String> = if args.queries.is_empty() {
         comparison::DEFAULT_QUERIES
             .iter()
@@ -208,11 +205,11 @@ fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyh
     if args.parallelism == Some(0) {
         return Err(invalid(anyhow!("--parallelism must be at least 1")));
     }
-    if args.comparison {
-        return compare(&args, events, rate);
-    }
     if args.repeat == 0 {
         return Err(invalid(anyhow!("--repeat must be at least 1")));
+    }
+    if args.comparison {
+        return compare(&args, events, rate);
     }
     let queries: Vec<String> = if !args.queries.is_empty() {
         args.queries.clone()
@@ -302,6 +299,39 @@ fn nexmark(args: NexmarkArgs, workload: &[(&str, &str)]) -> Result<(), (u8, anyh
 mod tests {
     use super::*;
     use report::Latency;
+
+    /// `weir bench nexmark ARGS` parsed as the binary parses it.
+    fn parse(args: &[&str]) -> Result<Workload, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Bench {
+            #[command(subcommand)]
+            workload: Workload,
+        }
+        let all = ["bench", "nexmark"].iter().chain(args);
+        <Bench as clap::Parser>::try_parse_from(all).map(|b| b.workload)
+    }
+
+    #[test]
+    fn the_comparison_refuses_the_flags_its_preset_sets_and_repeat_must_be_positive() {
+        for flag in [
+            &["--trigger", "once"][..],
+            &["--buffer-timeout", "1ms"],
+            &["--watermark-interval", "5ms"],
+            &["--all"],
+        ] {
+            let mut args = vec!["--comparison"];
+            args.extend_from_slice(flag);
+            let err = parse(&args).err().expect("refused").to_string();
+            assert!(err.contains("cannot be used with"), "{flag:?}: {err}");
+        }
+        for mode in [&["--comparison"][..], &["--query", "q0"]] {
+            let mut args = vec!["--repeat", "0"];
+            args.extend_from_slice(mode);
+            let (code, err) = super::run(parse(&args).unwrap()).unwrap_err();
+            assert_eq!(code, EXIT_INVALID);
+            assert!(err.to_string().contains("--repeat"), "{err}");
+        }
+    }
 
     #[test]
     fn rounds_visit_the_cells_forward_then_backward() {
