@@ -321,7 +321,7 @@ mod tests {
         ] {
             let mut args = vec!["--comparison"];
             args.extend_from_slice(flag);
-            let err = parse(&args).err().expect("refused").to_string();
+            let err = parse(&args).expect_err("refused").to_string();
             assert!(err.contains("cannot be used with"), "{flag:?}: {err}");
         }
         for mode in [&["--comparison"][..], &["--query", "q0"]] {
